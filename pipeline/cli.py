@@ -1,0 +1,276 @@
+"""`gitops-pipeline VERB`: the same verbs as the Dagger functions.
+
+One top-level handler owns exit codes: 0 passed, 1 a check failed, 2 usage or
+configuration error, 3 environment error (tool missing, daemon or registry
+unreachable). Errors print one line; the traceback only with -v.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from pipeline import __version__
+from pipeline.config import load_config
+from pipeline.errors import ConfigError, PipelineError, SetupError
+from pipeline.model import Status, Step
+from pipeline.run import Run
+from pipeline.runners import Runner
+from pipeline.runners.local import LocalRunner
+from pipeline.runners.recording import RecordingRunner, Reply, describe
+
+EXIT = {Status.PASSED: 0, Status.SKIPPED: 0, Status.FAILED: 1, Status.ERROR: 1}
+
+VerbFunc = Callable[[argparse.Namespace, Run | None], Awaitable[Status]]
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    func: VerbFunc
+    needs_run: bool  # False for verbs that inspect the machine rather than a repository
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+VERBS: dict[str, Verb] = {}
+
+
+def verb(
+    name: str,
+    help_text: str,
+    *,
+    needs_run: bool = True,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[[VerbFunc], VerbFunc]:
+    """Register a verb; the registry is the CLI, in the order verbs are declared."""
+
+    def register(func: VerbFunc) -> VerbFunc:
+        VERBS[name] = Verb(name, help_text, func, needs_run, arguments)
+        return func
+
+    return register
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+# --- verbs -----------------------------------------------------------------------------------
+
+
+@verb("tools", "list every pinned tool with version and image, and whether it is installed", needs_run=False)
+async def tools_verb(_args: argparse.Namespace, _run: Run | None) -> Status:
+    from pipeline.tools import TOOLS, inspect_tool  # noqa: PLC0415
+
+    rows = [("TOOL", "VERSION", "SOURCE", "INSTALLED", "IMAGE")]
+    for tool in TOOLS.values():
+        status = inspect_tool(tool)
+        if status.path is None:
+            installed = "missing"
+        elif status.ok or (tool.source.value == "debian" and status.installed_version):
+            installed = f"yes ({status.path})"
+        else:
+            installed = f"wrong version {status.installed_version or 'unknown'} ({status.path})"
+        rows.append((tool.name, tool.version, f"{tool.source.value}:{tool.package}", installed, tool.image))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        out("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
+    return Status.PASSED
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--schema-location",
+        action="append",
+        default=[],
+        metavar="LOCATION",
+        help="kubeconform schema location (repeatable; 'bundled' = offline from kubernetes-validate); "
+        "overrides pipeline.yaml",
+    )
+    parser.add_argument(
+        "--crd-schemas",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="CRD JSON schemas in the CRDs-catalog layout, added to the bundled location (repeatable)",
+    )
+    parser.add_argument("--release-version", help="the release version, written to .version and .image-tag")
+
+
+def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
+    async def run_checks(_args: argparse.Namespace, run: Run | None) -> Status:
+        from pipeline.validate import validate  # noqa: PLC0415
+
+        assert run is not None  # noqa: S101 - needs_run guarantees it
+        outcome = await validate(run, checks)
+        for result in outcome.results:
+            out(f"{result.stage:<12} {result.status.value:<8} {result.summary}")
+            for finding in result.findings:
+                if finding.status.failed:
+                    out(f"  - {finding.location()}: {finding.message}")
+        out(f"artifacts: {run.out}")
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.status
+
+    verb(name, help_text, arguments=_validate_arguments)(run_checks)
+
+
+_checks_verb("render", ("lint", "render"), "helm lint --strict and helm template for every chart and environment")
+_checks_verb("kubeconform", ("render", "kubeconform"), "render, then validate manifests against Kubernetes and CRD schemas")
+_checks_verb("policy", ("render", "policy"), "render, then conftest test with policy/ and conftest verify")
+_checks_verb("validate", ("lint", "render", "kubeconform", "policy"), "lint, render every environment, kubeconform and policies; write every report")
+
+
+@verb("plan", "show the chart environments, values layering and the steps validate would run")
+async def plan_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.discovery import plan_targets  # noqa: PLC0415
+    from pipeline.validate import validate  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    for target in plan_targets(run.config, run.environments):
+        out(f"{target.key}: release {target.chart.release} namespace {target.chart.namespace}")
+        for values in target.values:
+            out(f"  values {values}")
+    recorder = RecordingRunner(responder=dry_run_reply)
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-plan-") as scratch:
+        dry = Run(run.config, recorder, Path(scratch), run.environments, run.schema_locations)
+        await validate(dry)
+    out("steps:")
+    for step in recorder.steps:
+        out(f"  {describe(step)}")
+    del args
+    return Status.PASSED
+
+
+def _schemas_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubernetes-version", help="x.y.z (default: pipeline.yaml or 1.35.0)")
+    parser.add_argument("--crd-schemas", action="append", default=[], type=Path, metavar="DIR")
+
+
+@verb("schemas", "write an offline kubeconform schema bundle into --out", arguments=_schemas_arguments)
+async def schemas_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    version = args.kubernetes_version or run.config.kubernetes_version
+    bundle = write_schema_bundle(run.out, version, args.crd_schemas)
+    out(f"wrote {bundle.kinds_written} Kubernetes {version} schemas and {len(bundle.crd_files)} CRD schemas")
+    for location in bundle.schema_locations():
+        out(f"-schema-location {location}")
+    return Status.PASSED
+
+
+def dry_run_reply(step: Step) -> Reply:
+    """Well-formed empty answers, so a dry run walks every stage without tools."""
+    if step.tool == "kubeconform":
+        return Reply(stdout='{"resources": []}')
+    if step.tool == "conftest":
+        return Reply(stdout="[]")
+    return Reply()
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--source", type=Path, default=Path(), help="repository root (default .)")
+    common.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts directory (default artifacts/)")
+    common.add_argument("--env", action="append", default=[], dest="environments", metavar="NAME", help="environment to check (repeatable; default all)")
+    common.add_argument("--runner", choices=("local", "dagger"), default="local", help="run tools on this host or in Dagger containers")
+    common.add_argument("--dry-run", action="store_true", help="print the steps instead of running them")
+    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(
+        prog="gitops-pipeline",
+        description="CI for GitOps repositories: the same verbs as the Dagger module's functions.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for item in VERBS.values():
+        sub = verbs.add_parser(item.name, parents=[common], help=item.help, description=item.help)
+        if item.add_arguments:
+            item.add_arguments(sub)
+    return parser
+
+
+@asynccontextmanager
+async def open_runner(args: argparse.Namespace, source: Path, out_dir: Path) -> AsyncIterator[tuple[Runner, RecordingRunner | None]]:
+    if args.dry_run:
+        recorder = RecordingRunner(responder=dry_run_reply)
+        yield recorder, recorder
+        return
+    if args.runner == "local":
+        yield LocalRunner(source=source, out=out_dir), None
+        return
+    import dagger  # noqa: PLC0415
+
+    from pipeline.runners.dagger_runner import DaggerRunner  # noqa: PLC0415
+
+    try:
+        async with dagger.connection(dagger.Config(log_output=sys.stderr)):
+            yield DaggerRunner(source=dagger.dag.host().directory(str(source)), out=out_dir), None
+    except (dagger.ClientConnectionError, dagger.ProvisionError) as exc:
+        raise SetupError(f"no Dagger engine reachable: {exc}") from None
+
+
+async def _main(args: argparse.Namespace) -> Status:
+    item = VERBS[args.verb]
+    if not item.needs_run:
+        return await item.func(args, None)
+    source = args.source.resolve()
+    if not source.is_dir():
+        raise ConfigError("source directory does not exist", file=args.source, field="--source")
+    config = load_config(source)
+    out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    async with open_runner(args, source, out_dir) as (runner, recorder):
+        run = Run(
+            config=config,
+            runner=runner,
+            out=out_dir,
+            environments=tuple(args.environments),
+            schema_locations=tuple(getattr(args, "schema_location", ())),
+            crd_schemas=tuple(p.resolve() for p in getattr(args, "crd_schemas", ())),
+            release_version=getattr(args, "release_version", None),
+        )
+        status = await item.func(args, run)
+        if recorder is not None:
+            out("dry run; these steps would run:")
+            for step in recorder.steps:
+                out(f"  {describe(step)}")
+            return Status.PASSED
+        return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = anyio.run(_main, args)
+    except PipelineError as error:
+        if args.verbose:
+            traceback.print_exc()
+        err(f"gitops-pipeline {args.verb}: error: {error}")
+        return error.exit_code
+    except KeyboardInterrupt:
+        err("gitops-pipeline: interrupted")
+        return 130
+    return EXIT[status]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""`pipeline.yaml`, validated once into a frozen object.
+
+The file is optional: without it everything is discovered. With it, every key
+is checked against the schema below; an unknown key is rejected with a
+did-you-mean, a wrong type names the field, and every error carries the file
+and line. YAML syntax errors are reported with the line the parser gave.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+CONFIG_FILE = "pipeline.yaml"
+DEFAULT_KUBERNETES_VERSION = "1.35.0"
+CRDS_CATALOG_TEMPLATE = (
+    "https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
+    "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+)
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ChartEnvironment:
+    values: tuple[str, ...] = ()  # extra values files relative to the source root, after the chart's
+
+
+@dataclass(frozen=True)
+class ChartConfig:
+    name: str
+    path: str
+    release: str
+    namespace: str
+    environments: Mapping[str, ChartEnvironment] = field(default_factory=dict)
+    api_versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KubeconformConfig:
+    schema_locations: tuple[str, ...] = ("default", CRDS_CATALOG_TEMPLATE)
+    ignore_missing_schemas: tuple[str, ...] = ()  # kinds allowed to have no schema
+    crd_schemas: tuple[str, ...] = ()  # CRDs-catalog layout dirs for the `bundled` location
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    path: str = "policy"
+    data: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PythonConfig:
+    paths: tuple[str, ...] = ()  # project roots to lint, type-check and test
+    mypy_targets: tuple[str, ...] = ()
+    min_coverage: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    repository: str = ""
+    dockerfile: str = "app/Dockerfile"
+    context: str = "app"
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    tag_format: str = "v{version}"
+    first_release: str = "1.0.0"
+    major_on_zero: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    file: Path | None = None
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    environments: tuple[str, ...] = ()
+    charts: Mapping[str, ChartConfig] = field(default_factory=dict)
+    kubeconform: KubeconformConfig = field(default_factory=KubeconformConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    python: PythonConfig = field(default_factory=PythonConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+
+
+# --- schema -------------------------------------------------------------------------------
+# A schema is a dict of key -> checker. A checker turns a YAML node into a Python value or
+# raises ConfigError naming the node's line.
+
+Checker = Callable[[yaml.Node, str, "Context"], Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    file: Path
+
+    def error(self, node: yaml.Node, dotted: str, message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, line=node.start_mark.line + 1, field=dotted)
+
+
+def _scalar(kind: str, convert: Callable[[str], Any], tag: str) -> Checker:
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> Any:
+        if not isinstance(node, yaml.ScalarNode) or (tag and node.tag != tag):
+            raise ctx.error(node, dotted, f"expected {kind}")
+        return convert(node.value)
+
+    return check
+
+
+STR = _scalar("a string", str, "")
+BOOL = _scalar("true or false", lambda v: v.lower() == "true", "tag:yaml.org,2002:bool")
+NUMBER = _scalar("a number", float, "")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Checker:
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> str:
+        value = STR(node, dotted, ctx)
+        if not pattern.match(value):
+            raise ctx.error(node, dotted, f"expected {what}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _list_of(item: Checker) -> Checker:
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> tuple[Any, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise ctx.error(node, dotted, "expected a list")
+        return tuple(item(child, f"{dotted}[{i}]", ctx) for i, child in enumerate(node.value))
+
+    return check
+
+
+def _mapping(schema: Mapping[str, Checker]) -> Checker:
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> dict[str, Any]:
+        pairs = _pairs(node, dotted, ctx)
+        result: dict[str, Any] = {}
+        for key_node, value_node in pairs:
+            key = key_node.value
+            where = f"{dotted}.{key}" if dotted else key
+            if key not in schema:
+                raise ctx.error(key_node, where, _unknown_key(key, schema))
+            result[key] = schema[key](value_node, where, ctx)
+        return result
+
+    return check
+
+
+def _dict_of(key_check: Checker, value: Checker) -> Checker:
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in _pairs(node, dotted, ctx):
+            where = f"{dotted}.{key_node.value}"
+            key = key_check(key_node, where, ctx)
+            result[key] = value(value_node, where, ctx)
+        return result
+
+    return check
+
+
+def _pairs(node: yaml.Node, dotted: str, ctx: Context) -> list[tuple[yaml.Node, yaml.Node]]:
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.error(node, dotted or "(top level)", "expected a mapping")
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        if key_node.value in seen:
+            raise ctx.error(key_node, f"{dotted}.{key_node.value}", "duplicate key")
+        seen.add(key_node.value)
+    return list(node.value)
+
+
+def _unknown_key(key: str, schema: Mapping[str, Checker]) -> str:
+    close = difflib.get_close_matches(key, list(schema), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(schema)}"
+    return f"unknown key '{key}'{hint}"
+
+
+NAME = _matching(_NAME, "a lower-case DNS label (a-z, 0-9, -)")
+STRINGS = _list_of(STR)
+
+_SCHEMA = _mapping(
+    {
+        "kubernetes_version": _matching(_VERSION, "a full version x.y.z"),
+        "environments": _list_of(NAME),
+        "charts": _dict_of(
+            NAME,
+            _mapping(
+                {
+                    "path": STR,
+                    "release": NAME,
+                    "namespace": NAME,
+                    "api_versions": STRINGS,
+                    "environments": _dict_of(NAME, _mapping({"values": STRINGS})),
+                }
+            ),
+        ),
+        "kubeconform": _mapping(
+            {
+                "schema_locations": STRINGS,
+                "ignore_missing_schemas": STRINGS,
+                "crd_schemas": STRINGS,
+            }
+        ),
+        "policy": _mapping({"path": STR, "data": STRINGS}),
+        "python": _mapping(
+            {"paths": STRINGS, "mypy_targets": STRINGS, "min_coverage": NUMBER}
+        ),
+        "image": _mapping({"repository": STR, "dockerfile": STR, "context": STR}),
+        "release": _mapping(
+            {"tag_format": STR, "first_release": _matching(_VERSION, "x.y.z"), "major_on_zero": BOOL}
+        ),
+    }
+)
+
+
+def load_config(source: Path) -> Config:
+    """Read `pipeline.yaml` under `source` if present; defaults otherwise."""
+    path = source / CONFIG_FILE
+    if not path.is_file():
+        return Config(source=source)
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {exc.problem}", file=path, line=line) from None
+    if root is None:
+        return Config(source=source, file=path)
+    raw = _SCHEMA(root, "", Context(path))
+    return _build(source, path, raw)
+
+
+def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
+    charts = {
+        name: ChartConfig(
+            name=name,
+            path=spec.get("path", f"charts/{name}"),
+            release=spec.get("release", name),
+            namespace=spec.get("namespace", name),
+            api_versions=spec.get("api_versions", ()),
+            environments={
+                env: ChartEnvironment(values=env_spec.get("values", ()))
+                for env, env_spec in spec.get("environments", {}).items()
+            },
+        )
+        for name, spec in raw.get("charts", {}).items()
+    }
+    if "tag_format" in raw.get("release", {}) and "{version}" not in raw["release"]["tag_format"]:
+        raise ConfigError("must contain {version}", file=path, field="release.tag_format")
+    return Config(
+        source=source,
+        file=path,
+        kubernetes_version=raw.get("kubernetes_version", DEFAULT_KUBERNETES_VERSION),
+        environments=raw.get("environments", ()),
+        charts=charts,
+        kubeconform=KubeconformConfig(**raw.get("kubeconform", {})),
+        policy=PolicyConfig(**raw.get("policy", {})),
+        python=PythonConfig(**raw.get("python", {})),
+        image=ImageConfig(**raw.get("image", {})),
+        release=ReleaseConfig(**raw.get("release", {})),
+    )

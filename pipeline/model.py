@@ -1,0 +1,152 @@
+"""Plain data shared by every stage and runner.
+
+A ``Step`` is one tool invocation described as data: which pinned tool, which
+argv, which files it reads and writes. Paths inside argv are ``Ref`` values
+relative to a named root, so the same step runs on the host (roots are host
+directories) and in a container (roots are mount points).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+
+class Root(enum.Enum):
+    SOURCE = "source"  # the repository under test; read-only
+    OUT = "out"  # the artifacts directory; steps read earlier artifacts and write new ones
+
+
+CONTAINER_MOUNTS: Mapping[Root, str] = {Root.SOURCE: "/src", Root.OUT: "/out"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A path relative to one of the roots, resolved by the runner."""
+
+    root: Root
+    path: str = "."
+
+    def __post_init__(self) -> None:
+        pure = PurePosixPath(self.path)
+        if pure.is_absolute() or ".." in pure.parts:
+            msg = f"step paths must stay inside their root, got {self.path!r}"
+            raise ValueError(msg)
+
+    def __str__(self) -> str:
+        return f"${self.root.value.upper()}/{self.path}" if self.path != "." else f"${self.root.value.upper()}"
+
+
+def src(path: str = ".") -> Ref:
+    return Ref(Root.SOURCE, path)
+
+
+def out(path: str = ".") -> Ref:
+    return Ref(Root.OUT, path)
+
+
+Arg = str | Ref
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret by reference: the variable a step sees and where the value comes from.
+
+    ``source`` uses Dagger's provider syntax (``env:NAME`` or ``file:PATH``). The
+    plaintext is looked up by the runner at the last moment and never stored here.
+    """
+
+    variable: str
+    source: str
+
+    def __post_init__(self) -> None:
+        scheme, _, rest = self.source.partition(":")
+        if scheme not in {"env", "file"} or not rest:
+            msg = f"secret source must be env:NAME or file:PATH, got scheme {scheme!r}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One invocation of one pinned tool."""
+
+    name: str
+    tool: str
+    args: tuple[Arg, ...]
+    workdir: Ref = field(default_factory=src)
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
+    inputs: tuple[Ref, ...] = ()
+    outputs: tuple[str, ...] = ()  # files the step writes, relative to the OUT root
+    stdin: str | None = None
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    exit_code: int
+    stdout: str
+    stderr: str
+    outputs: tuple[str, ...]  # declared outputs that exist after the run
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Status(enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"  # a check ran and found problems
+    ERROR = "error"  # the check could not run to a verdict (bad input, tool crash)
+    SKIPPED = "skipped"  # nothing to check, said explicitly
+
+    @property
+    def failed(self) -> bool:
+        return self in {Status.FAILED, Status.ERROR}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (or, for reports, one passed check) attributed as precisely as known."""
+
+    check: str  # e.g. "kubeconform", "policy", "render", "ruff"
+    message: str
+    status: Status = Status.FAILED
+    file: str | None = None
+    line: int | None = None
+    rule: str | None = None
+    chart: str | None = None
+    environment: str | None = None
+    resource: str | None = None  # Kind/name
+    container: str | None = None
+
+    def location(self) -> str:
+        parts = [p for p in (self.chart, self.environment) if p]
+        where = "/".join(parts)
+        if self.file:
+            file = self.file if self.line is None else f"{self.file}:{self.line}"
+            where = f"{where} {file}" if where else file
+        if self.resource:
+            where = f"{where} {self.resource}" if where else self.resource
+        return where
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one stage concluded."""
+
+    stage: str
+    status: Status
+    summary: str
+    findings: tuple[Finding, ...] = ()
+    steps: tuple[StepResult, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status.failed

@@ -1,0 +1,52 @@
+"""The context every stage receives: configuration, a runner and where artifacts go."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+from pipeline.config import Config
+from pipeline.runners import Runner
+
+T = TypeVar("T")
+
+
+def default_concurrency() -> int:
+    # Tool processes are mostly CPU-bound; one more than the cores hides process start-up.
+    return (os.cpu_count() or 2) + 1
+
+
+@dataclass(frozen=True)
+class Run:
+    config: Config
+    runner: Runner
+    out: Path
+    environments: tuple[str, ...] = ()
+    schema_locations: tuple[str, ...] = ()  # overrides kubeconform.schema_locations when given
+    crd_schemas: tuple[Path, ...] = ()  # added to kubeconform.crd_schemas
+    release_version: str | None = None
+    concurrency: int = field(default_factory=default_concurrency)
+
+    @property
+    def source(self) -> Path:
+        return self.config.source
+
+
+async def gather(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run jobs concurrently, at most `limit` at once; results in the order given."""
+    results: list[T | None] = [None] * len(jobs)
+    limiter = anyio.CapacityLimiter(max(1, limit))
+
+    async def one(index: int, job: Callable[[], Awaitable[T]]) -> None:
+        async with limiter:
+            results[index] = await job()
+
+    async with anyio.create_task_group() as group:
+        for index, job in enumerate(jobs):
+            group.start_soon(one, index, job)
+    return results  # type: ignore[return-value]

@@ -1,0 +1,116 @@
+"""Runs steps in containers through dagger-io: one container per step from the pinned image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagger
+from dagger import dag
+
+from pipeline.model import CONTAINER_MOUNTS, Arg, Ref, Root, SecretRef, Step, StepResult
+from pipeline.tools import Tool, get_tool
+
+CACHE_PREFIX = "gitops-pipeline"
+
+
+def tool_container(tool: Tool) -> dagger.Container:
+    """The pinned image of a tool, with its setup commands and cache volumes."""
+    container = dag.container().from_(tool.image)
+    for command in tool.container_setup:
+        container = container.with_exec(list(command))
+    for variable, path in tool.cache_dirs:
+        container = container.with_mounted_cache(
+            path, dag.cache_volume(f"{CACHE_PREFIX}-{tool.name}")
+        ).with_env_variable(variable, path)
+    return container
+
+
+def container_path(ref: Ref) -> str:
+    base = CONTAINER_MOUNTS[ref.root]
+    return base if ref.path == "." else f"{base}/{ref.path}"
+
+
+def local_directory(path: Path, names: tuple[str, ...] | None = None) -> dagger.Directory:
+    """A Dagger directory holding copies of local files: all of `path`, or the named files/dirs."""
+    directory = dag.directory()
+    selected = [path / n for n in names] if names is not None else [path]
+    for entry in selected:
+        files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
+        for file in files:
+            if file.is_file():
+                relative = str(file.relative_to(path))
+                directory = directory.with_new_file(relative, file.read_text(encoding="utf-8"))
+    return directory
+
+
+@dataclass
+class DaggerRunner:
+    """Source is a Dagger directory mounted read-only; OUT lives on the local disk.
+
+    Steps read earlier artifacts from OUT (copied in as declared inputs) and their
+    declared outputs are exported back to the local OUT directory, so orchestration
+    and reports are the same code for both runners.
+    """
+
+    source: dagger.Directory
+    out: Path
+    secrets: Mapping[str, dagger.Secret] = field(default_factory=dict)
+
+    def _secret(self, ref: SecretRef) -> dagger.Secret:
+        given = self.secrets.get(ref.source)
+        if given is not None:
+            return given
+        scheme, _, target = ref.source.partition(":")
+        return dag.secret(f"{scheme}://{target}")
+
+    def container(self, step: Step) -> dagger.Container:
+        """The prepared container of a step, without the step's command (for `terminal`)."""
+        tool = get_tool(step.tool)
+        container = tool_container(tool).with_mounted_directory(
+            CONTAINER_MOUNTS[Root.SOURCE], self.source, read_only=True
+        )
+        out_inputs = tuple(r.path for r in step.inputs if r.root is Root.OUT)
+        container = container.with_directory(
+            CONTAINER_MOUNTS[Root.OUT], local_directory(self.out, out_inputs or ())
+        )
+        for name, value in step.env:
+            container = container.with_env_variable(name, value)
+        for secret in step.secrets:
+            container = container.with_secret_variable(secret.variable, self._secret(secret))
+        return container.with_workdir(container_path(step.workdir))
+
+    def executed(self, step: Step) -> dagger.Container:
+        tool = get_tool(step.tool)
+        argv = [tool.argv0_in_container(), *(self._arg(a) for a in step.args)]
+        return self.container(step).with_exec(
+            argv, expect=dagger.ReturnType.ANY, stdin=step.stdin or ""
+        )
+
+    @staticmethod
+    def _arg(arg: Arg) -> str:
+        return container_path(arg) if isinstance(arg, Ref) else arg
+
+    async def run(self, step: Step) -> StepResult:
+        started = time.monotonic()
+        executed = self.executed(step)
+        exit_code = await executed.exit_code()
+        stdout = await executed.stdout()
+        stderr = await executed.stderr()
+        produced: tuple[str, ...] = ()
+        if step.outputs:
+            exported = executed.directory(CONTAINER_MOUNTS[Root.OUT]).filter(
+                include=list(step.outputs)
+            )
+            await exported.export(str(self.out))
+            produced = tuple(o for o in step.outputs if (self.out / o).exists())
+        return StepResult(
+            step=step,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            outputs=produced,
+            duration=time.monotonic() - started,
+        )

@@ -1,0 +1,118 @@
+"""Runs steps as subprocesses on the host: the one module that spawns processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import Process
+
+from pipeline.errors import ConfigError
+from pipeline.model import Arg, Ref, Root, SecretRef, Step, StepResult
+from pipeline.tools import require
+
+TIMEOUT_EXIT_CODE = 124
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """Roots are host directories; tools come from `.tools/bin`, the venv, then PATH."""
+
+    source: Path
+    out: Path
+
+    def resolve(self, ref: Ref) -> Path:
+        base = self.source if ref.root is Root.SOURCE else self.out
+        return base / ref.path
+
+    def _arg(self, arg: Arg) -> str:
+        return str(self.resolve(arg)) if isinstance(arg, Ref) else arg
+
+    async def run(self, step: Step) -> StepResult:
+        binary = require(step.tool)
+        argv = [str(binary), *(self._arg(a) for a in step.args)]
+        secrets = {s.variable: _read_secret(s) for s in step.secrets}
+        env = {**os.environ, **dict(step.env), **secrets}
+        cwd = self.resolve(step.workdir)
+        started = time.monotonic()
+        stdin = step.stdin.encode() if step.stdin is not None else None
+        exit_code, stdout, stderr = await _spawn(argv, cwd, env, stdin, step.timeout)
+        return StepResult(
+            step=step,
+            exit_code=exit_code,
+            stdout=_redact(stdout, secrets.values()),
+            stderr=_redact(stderr, secrets.values()),
+            outputs=tuple(o for o in step.outputs if (self.out / o).exists()),
+            duration=time.monotonic() - started,
+        )
+
+
+async def _spawn(
+    argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None, timeout: float
+) -> tuple[int, str, str]:
+    stdout_chunks: list[bytes] = []
+    stderr_chunks: list[bytes] = []
+    process: Process = await anyio.open_process(argv, cwd=cwd, env=env)
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_drain, process.stdout, stdout_chunks)
+                tg.start_soon(_drain, process.stderr, stderr_chunks)
+                if process.stdin is not None:
+                    if stdin is not None:
+                        await process.stdin.send(stdin)
+                    await process.stdin.aclose()
+                await process.wait()
+        if scope.cancelled_caught:
+            process.kill()
+            await process.wait()
+            stderr_chunks.append(f"\ntimed out after {timeout:g}s\n".encode())
+            return TIMEOUT_EXIT_CODE, _text(stdout_chunks), _text(stderr_chunks)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+        await process.aclose()
+    return process.returncode or 0, _text(stdout_chunks), _text(stderr_chunks)
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) -> None:
+    if stream is None:
+        return
+    async for chunk in stream:
+        into.append(chunk)
+
+
+def _text(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _read_secret(secret: SecretRef) -> str:
+    scheme, _, target = secret.source.partition(":")
+    if scheme == "env":
+        value = os.environ.get(target)
+        if value is None:
+            raise ConfigError(
+                f"environment variable {target} is not set", field=f"secret {secret.variable}"
+            )
+        return value
+    path = Path(target).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read secret file: {exc.strerror}", file=path, field=f"secret {secret.variable}"
+        ) from None
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for value in secrets:
+        if value:
+            text = text.replace(value, REDACTED)
+    return text

@@ -1,0 +1,118 @@
+"""conftest test over all rendered files, and conftest verify for the policies' own tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.model import Finding, Ref, Status, Step, src
+
+# The shipped policies say "<Kind>/<name>: container '<c>' <problem>" or "<Kind>/<name>: <problem>".
+_MESSAGE = re.compile(
+    r"^(?P<kind>[A-Za-z0-9]+)/(?P<name>[^:\s]+):\s*(?:container '(?P<container>[^']+)'\s*)?(?P<problem>.*)$"
+)
+
+
+def _common(policy: str, data: Sequence[str]) -> list[str | Ref]:
+    args: list[str | Ref] = ["--policy", src(policy), "--rego-version", "v1", "--no-color"]
+    for item in data:
+        args += ["--data", src(item)]
+    return args
+
+
+def test_step(files: Sequence[Ref], policy: str, data: Sequence[str] = ()) -> Step:
+    return Step(
+        name="conftest-test",
+        tool="conftest",
+        args=("test", *_common(policy, data), "--all-namespaces", "--output", "json", *files),
+        inputs=(src(policy), *files),
+    )
+
+
+def verify_step(policy: str, data: Sequence[str] = ()) -> Step:
+    return Step(
+        name="conftest-verify",
+        tool="conftest",
+        args=("verify", *_common(policy, data), "--output", "json"),
+        inputs=(src(policy),),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    filename: str
+    status: Status  # warnings are reported but do not fail the check
+    message: str
+    kind: str | None
+    name: str | None
+    container: str | None
+    level: str  # "failure" | "warning"
+
+
+class OutputError(ValueError):
+    pass
+
+
+def parse(stdout: str) -> tuple[list[PolicyResult], dict[str, int]]:
+    """Failures and warnings per file, and the number of successes per file."""
+    try:
+        document = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"conftest printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    results: list[PolicyResult] = []
+    successes: dict[str, int] = {}
+    for entry in document or []:
+        filename = entry.get("filename", "")
+        successes[filename] = successes.get(filename, 0) + int(entry.get("successes", 0))
+        for level, key in (("failure", "failures"), ("warning", "warnings")):
+            for item in entry.get(key) or []:
+                message = item.get("msg", "")
+                match = _MESSAGE.match(message)
+                results.append(
+                    PolicyResult(
+                        filename=filename,
+                        status=Status.FAILED if level == "failure" else Status.PASSED,
+                        message=message,
+                        kind=match["kind"] if match else None,
+                        name=match["name"] if match else None,
+                        container=match["container"] if match else None,
+                        level=level,
+                    )
+                )
+    return results, successes
+
+
+def rule_id(message: str) -> str:
+    """A stable id for a policy message: its problem text without the resource or container."""
+    match = _MESSAGE.match(message)
+    problem = match["problem"] if match else message
+    slug = re.sub(r"[^a-z0-9]+", "-", problem.lower()).strip("-")
+    return slug[:60] or "policy"
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    passed: int
+    failed: list[Finding]
+
+
+def parse_verify(stdout: str, policy: str) -> VerifyOutcome:
+    try:
+        document = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"conftest verify printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    passed = 0
+    failed: list[Finding] = []
+    for entry in document or []:
+        passed += int(entry.get("successes", 0))
+        for item in entry.get("failures") or []:
+            failed.append(
+                Finding(
+                    check="policy-verify",
+                    message=item.get("msg", "policy unit test failed"),
+                    file=entry.get("filename") or policy,
+                )
+            )
+    return VerifyOutcome(passed, failed)

@@ -1,0 +1,113 @@
+"""kubeconform over every rendered file in one run, parsed from its JSON output."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from pipeline.model import Arg, Finding, Ref, Status, Step
+
+STATUS = {
+    "statusValid": Status.PASSED,
+    "statusInvalid": Status.FAILED,
+    "statusError": Status.FAILED,
+    "statusSkipped": Status.SKIPPED,
+}
+MISSING_SCHEMA = "could not find schema"
+
+
+def step(
+    files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg]
+) -> Step:
+    locations: list[Arg] = []
+    for location in schema_locations:
+        locations += ["-schema-location", location]
+    return Step(
+        name="kubeconform",
+        tool="kubeconform",
+        args=(
+            "-strict",
+            "-summary",
+            "-verbose",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            kube_version,
+            *locations,
+            *files,
+        ),
+        inputs=tuple(files),
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One resource as kubeconform judged it."""
+
+    filename: str
+    kind: str
+    name: str
+    status: Status
+    message: str
+    paths: tuple[str, ...] = ()
+
+
+class OutputError(ValueError):
+    pass
+
+
+def parse(stdout: str, ignore_missing: Collection[str]) -> list[Verdict]:
+    """Resources from kubeconform's JSON; a missing schema counts as a failure unless ignored."""
+    try:
+        document = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"kubeconform printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    verdicts: list[Verdict] = []
+    for resource in document.get("resources") or []:
+        status = STATUS.get(resource.get("status", ""), Status.ERROR)
+        message = resource.get("msg", "")
+        errors = resource.get("validationErrors") or []
+        kind = resource.get("kind", "")
+        if status is Status.FAILED and MISSING_SCHEMA in message and kind in ignore_missing:
+            status = Status.SKIPPED
+            message = f"no schema for {kind}; ignored by kubeconform.ignore_missing_schemas"
+        elif status is Status.FAILED and MISSING_SCHEMA in message:
+            message = (
+                f"{message}: add a schema location for it, or list the kind in "
+                "kubeconform.ignore_missing_schemas"
+            )
+        verdicts.append(
+            Verdict(
+                filename=resource.get("filename", ""),
+                kind=kind,
+                name=resource.get("name", ""),
+                status=status,
+                message=message,
+                paths=tuple(f"{e.get('path', '')}: {e.get('msg', '')}" for e in errors),
+            )
+        )
+    return verdicts
+
+
+_AT = re.compile(r"at '(?P<path>[^']*)': (?P<problem>.+?)(?= - at '|$)")
+
+
+def describe(verdict: Verdict) -> str:
+    """The precise problems: kubeconform's msg names each path; its validationErrors often don't."""
+    located = [f"{m['path'] or '/'}: {m['problem'].strip()}" for m in _AT.finditer(verdict.message)]
+    if located:
+        return "; ".join(located)
+    return "; ".join(verdict.paths) if verdict.paths else verdict.message
+
+
+def to_finding(verdict: Verdict, **where: str | None) -> Finding:
+    detail = describe(verdict)
+    return Finding(
+        check="kubeconform",
+        message=detail or "valid",
+        status=verdict.status,
+        resource=f"{verdict.kind}/{verdict.name}",
+        **where,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,446 @@
+"""Render every chart in every environment, then kubeconform and policies, then every report.
+
+Independent steps run concurrently: lint and template of all targets together
+with the policies' own unit tests; then kubeconform and conftest together over
+all rendered files. The artifacts directory is always written, even when a
+step fails or the configuration is wrong; what was produced stays on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import reports
+from pipeline.discovery import RenderTarget, plan_targets
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.manifests import Resource, merged_values, parse_resources
+from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out
+from pipeline.run import Run, gather
+from pipeline.stages import conftest, helm, kubeconform
+
+ALL_CHECKS = ("lint", "render", "kubeconform", "policy")
+BUNDLED = "bundled"  # schema location: an offline bundle built from kubernetes-validate
+SCHEMA_CACHE = ".cache/schemas"
+
+
+@dataclass
+class Rendered:
+    target: RenderTarget
+    text: str | None = None
+    resources: list[Resource] = field(default_factory=list)
+    lint: list[Finding] = field(default_factory=list)
+    render: list[Finding] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+
+    def template_file(self, resource: Resource) -> str | None:
+        if resource.template is None:
+            return None
+        _, _, inside = resource.template.partition("/")
+        return f"{self.target.chart.path}/{inside}"
+
+    def where(self, resource: Resource | None = None) -> dict[str, Any]:
+        return {
+            "chart": self.target.chart.name,
+            "environment": self.target.environment,
+            "file": self.template_file(resource) if resource else self.target.rendered_path,
+        }
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    rendered: list[Rendered]
+    error: PipelineError | None = None
+
+    @property
+    def status(self) -> Status:
+        return reports.overall(self.results)
+
+
+async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
+    """Run the selected checks; always write the artifacts; never raise for a failed check."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    try:
+        targets = plan_targets(run.config, run.environments)
+    except ConfigError as error:
+        results = [Result("plan", Status.ERROR, str(error), (_config_finding(error),))]
+        outcome = Outcome(results, [], error)
+        write_artifacts(run, outcome, checks)
+        return outcome
+    outcome = await _validate_targets(run, targets, checks)
+    write_artifacts(run, outcome, checks)
+    return outcome
+
+
+def _config_finding(error: ConfigError) -> Finding:
+    return Finding(
+        check="config", message=error.message, status=Status.ERROR, file=error.file, line=error.line
+    )
+
+
+async def _validate_targets(run: Run, targets: list[RenderTarget], checks: Collection[str]) -> Outcome:
+    started = time.monotonic()
+    jobs: list[Callable[[], Awaitable[Any]]] = [
+        _render_job(run, target, lint="lint" in checks) for target in targets
+    ]
+    verifying = "policy" in checks and (run.source / run.config.policy.path).is_dir()
+    if verifying:
+        jobs.append(lambda: run.runner.run(conftest.verify_step(run.config.policy.path, run.config.policy.data)))
+    finished = await gather(jobs, run.concurrency)
+    rendered: list[Rendered] = finished[: len(targets)]
+    verify: StepResult | None = finished[len(targets)] if verifying else None
+    render_seconds = time.monotonic() - started
+    _write_rendered(run.out, rendered)
+
+    results: list[Result] = []
+    if "lint" in checks:
+        results.append(_lint_result(rendered))
+    results.append(_render_result(rendered, render_seconds))
+    ok = [r for r in rendered if r.text is not None]
+    later: list[Callable[[], Awaitable[Result]]] = []
+    if "kubeconform" in checks:
+        later.append(lambda: _kubeconform(run, ok))
+    if "policy" in checks:
+        later.append(lambda: _policy(run, ok, verify))
+    results += await gather(later, run.concurrency)
+    return Outcome(results, rendered)
+
+
+def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], Awaitable[Rendered]]:
+    async def job() -> Rendered:
+        result = Rendered(target)
+        broken = _broken_values(run.source, target)
+        if broken:
+            result.render.append(broken)
+            return result
+        kube = run.config.kubernetes_version
+        steps = [lambda: run.runner.run(helm.template_step(target, kube))]
+        if lint:
+            steps.append(lambda: run.runner.run(helm.lint_step(target, kube)))
+        done = await gather(steps, len(steps))
+        template = done[0]
+        result.steps.extend(done)
+        if template.ok:
+            result.text = template.stdout
+            try:
+                result.resources = parse_resources(template.stdout)
+            except yaml.YAMLError as exc:
+                result.render.append(
+                    Finding(check="render", message=f"helm printed invalid YAML: {exc}", **result.where())
+                )
+        else:
+            result.render.append(helm.template_error(target, template.stderr))
+        if lint:
+            lint_step = done[1]
+            result.lint = helm.lint_findings(target, lint_step.stdout + lint_step.stderr)
+            if not lint_step.ok and not result.lint:
+                result.lint.append(helm.template_error(target, lint_step.stderr or lint_step.stdout))
+        return result
+
+    return job
+
+
+def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
+    """A values file Helm could not parse, reported with its own file and line."""
+    for values in target.values:
+        try:
+            yaml.safe_load((source / values).read_text(encoding="utf-8"))
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            return Finding(
+                check="render",
+                message=f"invalid YAML in values file: {exc.problem}",
+                status=Status.ERROR,
+                file=values,
+                line=mark.line + 1 if mark else None,
+                chart=target.chart.name,
+                environment=target.environment,
+            )
+    return None
+
+
+def _write_rendered(out_dir: Path, rendered: Sequence[Rendered]) -> None:
+    combined: list[str] = []
+    for item in rendered:
+        if item.text is None:
+            continue
+        reports.write_text(out_dir / item.target.rendered_path, item.text)
+        combined.append(f"# chart: {item.target.chart.name} environment: {item.target.environment}\n")
+        combined.append(item.text if item.text.startswith("---") else f"---\n{item.text}")
+    reports.write_text(out_dir / "rendered.yaml", "".join(combined))
+
+
+def _lint_result(rendered: Sequence[Rendered]) -> Result:
+    findings: list[Finding] = []
+    steps: list[StepResult] = []
+    failed = 0
+    for item in rendered:
+        steps += [s for s in item.steps if s.step.tool == "helm" and s.step.args[0] == "lint"]
+        lint_steps = [s for s in item.steps if s.step.args[0] == "lint"]
+        if not lint_steps:
+            failed += 1
+            reason = item.render[0].message if item.render else "not run"
+            findings.append(Finding(check="helm-lint", message=f"not linted: {reason}", status=Status.ERROR, **_target_where(item)))
+        elif item.lint or any(not s.ok for s in lint_steps):
+            failed += 1
+            findings += item.lint
+        elif lint_steps:
+            findings.append(Finding(check="helm-lint", message="lint passed", status=Status.PASSED, **_target_where(item)))
+    status = Status.PASSED
+    if any(f.status is Status.ERROR for f in findings):
+        status = Status.ERROR
+    elif failed:
+        status = Status.FAILED
+    return Result("lint", status, f"{len(rendered) - failed}/{len(rendered)} chart environments lint clean", tuple(findings), tuple(steps))
+
+
+def _target_where(item: Rendered) -> dict[str, Any]:
+    return {"chart": item.target.chart.name, "environment": item.target.environment, "file": item.target.rendered_path}
+
+
+def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
+    findings: list[Finding] = []
+    for item in rendered:
+        if item.render:
+            findings += item.render
+        else:
+            findings.append(
+                Finding(check="render", message=f"{len(item.resources)} resources", status=Status.PASSED, **_target_where(item))
+            )
+    broken = [i for i in rendered if i.render]
+    status = Status.PASSED
+    if any(f.status is Status.ERROR for f in findings):
+        status = Status.ERROR
+    elif broken:
+        status = Status.FAILED
+    elif not rendered:
+        status = Status.SKIPPED
+    summary = f"{len(rendered) - len(broken)}/{len(rendered)} chart environments rendered"
+    if not rendered:
+        summary = "no charts found (charts/*/Chart.yaml)"
+    artifacts = tuple(i.target.rendered_path for i in rendered if i.text is not None) + ("rendered.yaml",)
+    return Result("render", status, summary, tuple(findings), tuple(s for i in rendered for s in i.steps if s.step.args[0] == "template"), artifacts, seconds)
+
+
+def _index(rendered: Sequence[Rendered]) -> dict[str, Rendered]:
+    return {item.target.rendered_path: item for item in rendered}
+
+
+def _owner(filename: str, index: dict[str, Rendered]) -> Rendered | None:
+    for path, item in index.items():
+        if filename.endswith(path):
+            return item
+    return None
+
+
+def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
+    configured = run.schema_locations or run.config.kubeconform.schema_locations
+    locations: list[Arg] = []
+    for location in configured:
+        if location != BUNDLED:
+            locations.append(location)
+            continue
+        from pipeline.schemas import write_schema_bundle  # noqa: PLC0415 - heavy, only when used
+
+        crd_dirs = [run.source / d for d in run.config.kubeconform.crd_schemas]
+        crd_dirs += list(run.crd_schemas)
+        write_schema_bundle(
+            run.out / SCHEMA_CACHE,
+            run.config.kubernetes_version,
+            crd_dirs,
+            kinds=_builtin_kinds(rendered),
+        )
+        locations += [out(SCHEMA_CACHE), out(f"{SCHEMA_CACHE}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json")]
+    return locations
+
+
+def _builtin_kinds(rendered: Sequence[Rendered]) -> set[str]:
+    kinds: set[str] = set()
+    for item in rendered:
+        for resource in item.resources:
+            group = str(resource.document.get("apiVersion", "")).rpartition("/")[0]
+            if "." not in group or group.endswith(".k8s.io"):
+                kinds.add(resource.kind.lower())
+    return kinds
+
+
+async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
+    started = time.monotonic()
+    if not rendered:
+        return Result("kubeconform", Status.SKIPPED, "nothing rendered to validate", artifacts=("kubeconform.json",))
+    files = [out(item.target.rendered_path) for item in rendered]
+    try:
+        locations = _schema_locations(run, rendered)
+    except ConfigError as error:
+        return Result("kubeconform", Status.ERROR, str(error), (_config_finding(error),))
+    step_result = await run.runner.run(kubeconform.step(files, run.config.kubernetes_version, locations))
+    try:
+        verdicts = kubeconform.parse(step_result.stdout, run.config.kubeconform.ignore_missing_schemas)
+    except kubeconform.OutputError as exc:
+        message = f"{exc}; stderr: {step_result.stderr.strip()[:500]}"
+        finding = Finding(check="kubeconform", message=message, status=Status.ERROR)
+        return Result("kubeconform", Status.ERROR, "kubeconform did not run", (finding,), (step_result,))
+    index = _index(rendered)
+    findings: list[Finding] = []
+    for verdict in verdicts:
+        item = _owner(verdict.filename, index)
+        resource = _find_resource(item, verdict.kind, verdict.name)
+        where = item.where(resource) if item else {"file": verdict.filename}
+        findings.append(kubeconform.to_finding(verdict, **where))
+    reports.write_json(run.out / "kubeconform.json", _kubeconform_report(findings))
+    failed = [f for f in findings if f.status.failed]
+    status = Status.FAILED if failed or not step_result.ok and not findings else Status.PASSED
+    summary = f"{len(findings) - len(failed)}/{len(findings)} resources valid against Kubernetes {run.config.kubernetes_version} schemas"
+    return Result("kubeconform", status, summary, tuple(findings), (step_result,), ("kubeconform.json",), time.monotonic() - started)
+
+
+def _kubeconform_report(findings: Sequence[Finding]) -> dict[str, Any]:
+    counts = {s.value: sum(1 for f in findings if f.status is s) for s in Status}
+    return {"resources": [reports.finding_json(f) for f in findings], "summary": counts}
+
+
+def _find_resource(item: Rendered | None, kind: str, name: str) -> Resource | None:
+    if item is None:
+        return None
+    for resource in item.resources:
+        if resource.kind == kind and resource.name == name:
+            return resource
+    return None
+
+
+async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | None) -> Result:
+    started = time.monotonic()
+    findings: list[Finding] = []
+    steps: list[StepResult] = []
+    policy_dir = run.config.policy.path
+    if not (run.source / policy_dir).is_dir():
+        message = (
+            f"policy directory '{policy_dir}' does not exist in the source; "
+            "put Rego policies there or set policy.path in pipeline.yaml"
+        )
+        finding = Finding(check="policy", message=message, status=Status.ERROR, file=policy_dir)
+        return Result("policy", Status.ERROR, message, (finding,), artifacts=("policy-results.txt",))
+    if verify is not None:
+        steps.append(verify)
+        findings += _verify_findings(run, verify)
+    if rendered:
+        files: list[Ref] = [out(item.target.rendered_path) for item in rendered]
+        test = await run.runner.run(conftest.test_step(files, run.config.policy.path, run.config.policy.data))
+        steps.append(test)
+        findings += _test_findings(test, rendered)
+    failed = [f for f in findings if f.status.failed]
+    errors = [f for f in findings if f.status is Status.ERROR]
+    status = Status.ERROR if errors else Status.FAILED if failed else Status.PASSED
+    checked = sum(1 for f in findings if f.status is Status.PASSED and f.check == "policy")
+    summary = f"{len(failed)} policy problem(s); {checked} resources passed every policy"
+    return Result("policy", status, summary, tuple(findings), tuple(steps), ("policy-results.txt", "policy-results.json", "policy.sarif"), time.monotonic() - started)
+
+
+def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
+    try:
+        outcome = conftest.parse_verify(verify.stdout, run.config.policy.path)
+    except conftest.OutputError as exc:
+        return [Finding(check="policy-verify", message=f"{exc}; stderr: {verify.stderr.strip()[:500]}", status=Status.ERROR)]
+    passed = Finding(check="policy-verify", message=f"{outcome.passed} policy unit tests passed", status=Status.PASSED, file=run.config.policy.path)
+    return [*outcome.failed, passed]
+
+
+def _test_findings(test: StepResult, rendered: Sequence[Rendered]) -> list[Finding]:
+    try:
+        results, _ = conftest.parse(test.stdout)
+    except conftest.OutputError as exc:
+        return [Finding(check="policy", message=f"{exc}; stderr: {test.stderr.strip()[:500]}", status=Status.ERROR)]
+    index = _index(rendered)
+    findings: list[Finding] = []
+    flagged: set[tuple[str, str]] = set()
+    for item in results:
+        owner = _owner(item.filename, index)
+        resource = _find_resource(owner, item.kind or "", item.name or "")
+        where = owner.where(resource) if owner else {"file": item.filename}
+        status = Status.FAILED if item.level == "failure" else Status.PASSED
+        findings.append(
+            Finding(
+                check="policy",
+                message=item.message if item.level == "failure" else f"warning: {item.message}",
+                status=status,
+                resource=f"{item.kind}/{item.name}" if item.kind else None,
+                container=item.container,
+                rule=conftest.rule_id(item.message),
+                **where,
+            )
+        )
+        if owner and status is Status.FAILED:
+            flagged.add((owner.target.key, f"{item.kind}/{item.name}"))
+    for owner in rendered:
+        for resource in owner.resources:
+            if (owner.target.key, resource.ref) not in flagged:
+                findings.append(Finding(check="policy", message="passed every policy", status=Status.PASSED, resource=resource.ref, **owner.where(resource)))
+    return findings
+
+
+def image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
+    """chart/env -> the image tag its values select (chart appVersion when the tag is empty)."""
+    tags: dict[str, str] = {}
+    for item in rendered:
+        documents = []
+        for values in item.target.values:
+            loaded = yaml.safe_load((run.source / values).read_text(encoding="utf-8"))
+            documents.append(loaded if isinstance(loaded, dict) else {})
+        image = merged_values(documents).get("image")
+        tag = image.get("tag") if isinstance(image, dict) else None
+        if not tag:
+            chart_yaml = yaml.safe_load((run.source / item.target.chart.path / "Chart.yaml").read_text(encoding="utf-8"))
+            tag = (chart_yaml or {}).get("appVersion")
+        if tag:
+            tags[item.target.key] = str(tag)
+    return tags
+
+
+def write_artifacts(run: Run, outcome: Outcome, checks: Collection[str]) -> None:
+    out_dir = run.out
+    results = outcome.results
+    findings = [f for r in results for f in r.findings]
+    if "render" in checks and not (out_dir / "rendered.yaml").exists():
+        reports.write_text(out_dir / "rendered.yaml", "")
+    if "kubeconform" in checks and not (out_dir / "kubeconform.json").exists():
+        reports.write_json(out_dir / "kubeconform.json", {"resources": [], "summary": {}, "note": "kubeconform did not run"})
+    if "policy" in checks:
+        reports.write_text(out_dir / "policy-results.txt", reports.policy_table(findings))
+        reports.write_json(out_dir / "policy-results.json", reports.policy_rows(findings))
+        reports.write_json(out_dir / "policy.sarif", reports.sarif(findings))
+    tags = _safe_image_tags(run, outcome.rendered)
+    version = run.release_version or _single(tags.values()) or ""
+    reports.write_text(out_dir / ".version", version + "\n" if version else "")
+    image_tag = run.release_version or _single(tags.values())
+    tag_lines = image_tag if image_tag else "\n".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    reports.write_text(out_dir / ".image-tag", tag_lines + "\n" if tag_lines else "")
+    extra = {
+        "targets": [
+            {"chart": r.target.chart.name, "environment": r.target.environment, "values": list(r.target.values), "rendered": r.text is not None}
+            for r in outcome.rendered
+        ],
+        "image_tags": tags,
+        "version": version or None,
+    }
+    reports.write_json(out_dir / "summary.json", reports.summary_json(results, extra))
+    reports.write_text(out_dir / "summary.md", reports.summary_markdown(results, "gitops-pipeline validate"))
+    reports.write_text(out_dir / "junit.xml", reports.junit_xml(results))
+
+
+def _safe_image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
+    # A values file that does not parse is already a finding; it must not stop the reports.
+    try:
+        return image_tags(run, [r for r in rendered if not any(f.status is Status.ERROR for f in r.render)])
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _single(values: Collection[str]) -> str | None:
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
