@@ -71,7 +71,11 @@ def err(text: str) -> None:
 # --- verbs -----------------------------------------------------------------------------------
 
 
-@verb("tools", "list every pinned tool with version and image, and whether it is installed", needs_run=False)
+@verb(
+    "tools",
+    "list every pinned tool with version and image, and whether it is installed",
+    needs_run=False,
+)
 async def tools_verb(_args: argparse.Namespace, _run: Run | None) -> Status:
     from pipeline.tools import TOOLS, inspect_tool  # noqa: PLC0415
 
@@ -84,7 +88,9 @@ async def tools_verb(_args: argparse.Namespace, _run: Run | None) -> Status:
             installed = f"yes ({status.path})"
         else:
             installed = f"wrong version {status.installed_version or 'unknown'} ({status.path})"
-        rows.append((tool.name, tool.version, f"{tool.source.value}:{tool.package}", installed, tool.image))
+        rows.append(
+            (tool.name, tool.version, f"{tool.source.value}:{tool.package}", installed, tool.image)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         out("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
@@ -97,8 +103,8 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="LOCATION",
-        help="kubeconform schema location (repeatable; 'bundled' = offline from kubernetes-validate); "
-        "overrides pipeline.yaml",
+        help="kubeconform schema location, repeatable; 'bundled' builds an offline bundle "
+        "from kubernetes-validate (overrides pipeline.yaml)",
     )
     parser.add_argument(
         "--crd-schemas",
@@ -106,9 +112,11 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         metavar="DIR",
-        help="CRD JSON schemas in the CRDs-catalog layout, added to the bundled location (repeatable)",
+        help="CRD JSON schemas in the CRDs-catalog layout for the bundled location (repeatable)",
     )
-    parser.add_argument("--release-version", help="the release version, written to .version and .image-tag")
+    parser.add_argument(
+        "--release-version", help="the release version, written to .version and .image-tag"
+    )
 
 
 def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
@@ -130,10 +138,24 @@ def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
     verb(name, help_text, arguments=_validate_arguments)(run_checks)
 
 
-_checks_verb("render", ("lint", "render"), "helm lint --strict and helm template for every chart and environment")
-_checks_verb("kubeconform", ("render", "kubeconform"), "render, then validate manifests against Kubernetes and CRD schemas")
-_checks_verb("policy", ("render", "policy"), "render, then conftest test with policy/ and conftest verify")
-_checks_verb("validate", ("lint", "render", "kubeconform", "policy"), "lint, render every environment, kubeconform and policies; write every report")
+_checks_verb(
+    "render",
+    ("lint", "render"),
+    "helm lint --strict and helm template for every chart and environment",
+)
+_checks_verb(
+    "kubeconform",
+    ("render", "kubeconform"),
+    "render, then validate manifests against Kubernetes and CRD schemas",
+)
+_checks_verb(
+    "policy", ("render", "policy"), "render, then conftest test with policy/ and conftest verify"
+)
+_checks_verb(
+    "validate",
+    ("lint", "render", "kubeconform", "policy"),
+    "lint, render every environment, kubeconform and policies; write every report",
+)
 
 
 @verb("plan", "show the chart environments, values layering and the steps validate would run")
@@ -162,14 +184,17 @@ def _schemas_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crd-schemas", action="append", default=[], type=Path, metavar="DIR")
 
 
-@verb("schemas", "write an offline kubeconform schema bundle into --out", arguments=_schemas_arguments)
+@verb(
+    "schemas", "write an offline kubeconform schema bundle into --out", arguments=_schemas_arguments
+)
 async def schemas_verb(args: argparse.Namespace, run: Run | None) -> Status:
     from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
 
     assert run is not None  # noqa: S101
     version = args.kubernetes_version or run.config.kubernetes_version
     bundle = write_schema_bundle(run.out, version, args.crd_schemas)
-    out(f"wrote {bundle.kinds_written} Kubernetes {version} schemas and {len(bundle.crd_files)} CRD schemas")
+    crds = len(bundle.crd_files)
+    out(f"wrote {bundle.kinds_written} Kubernetes {version} schemas and {crds} CRD schemas")
     for location in bundle.schema_locations():
         out(f"-schema-location {location}")
     return Status.PASSED
@@ -190,10 +215,29 @@ def dry_run_reply(step: Step) -> Reply:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--source", type=Path, default=Path(), help="repository root (default .)")
-    common.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts directory (default artifacts/)")
-    common.add_argument("--env", action="append", default=[], dest="environments", metavar="NAME", help="environment to check (repeatable; default all)")
-    common.add_argument("--runner", choices=("local", "dagger"), default="local", help="run tools on this host or in Dagger containers")
-    common.add_argument("--dry-run", action="store_true", help="print the steps instead of running them")
+    common.add_argument(
+        "--out",
+        type=Path,
+        default=Path("artifacts"),
+        help="artifacts directory (default artifacts/)",
+    )
+    common.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        dest="environments",
+        metavar="NAME",
+        help="environment to check (repeatable; default all)",
+    )
+    common.add_argument(
+        "--runner",
+        choices=("local", "dagger"),
+        default="local",
+        help="run tools on this host or in Dagger containers",
+    )
+    common.add_argument(
+        "--dry-run", action="store_true", help="print the steps instead of running them"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     parser = argparse.ArgumentParser(
         prog="gitops-pipeline",
@@ -209,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @asynccontextmanager
-async def open_runner(args: argparse.Namespace, source: Path, out_dir: Path) -> AsyncIterator[tuple[Runner, RecordingRunner | None]]:
+async def open_runner(
+    args: argparse.Namespace, source: Path, out_dir: Path
+) -> AsyncIterator[tuple[Runner, RecordingRunner | None]]:
     if args.dry_run:
         recorder = RecordingRunner(responder=dry_run_reply)
         yield recorder, recorder

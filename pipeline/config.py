@@ -31,7 +31,9 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 @dataclass(frozen=True)
 class ChartEnvironment:
-    values: tuple[str, ...] = ()  # extra values files relative to the source root, after the chart's
+    values: tuple[
+        str, ...
+    ] = ()  # extra values files relative to the source root, after the chart's
 
 
 @dataclass(frozen=True)
@@ -213,12 +215,14 @@ _SCHEMA = _mapping(
             }
         ),
         "policy": _mapping({"path": STR, "data": STRINGS}),
-        "python": _mapping(
-            {"paths": STRINGS, "mypy_targets": STRINGS, "min_coverage": NUMBER}
-        ),
+        "python": _mapping({"paths": STRINGS, "mypy_targets": STRINGS, "min_coverage": NUMBER}),
         "image": _mapping({"repository": STR, "dockerfile": STR, "context": STR}),
         "release": _mapping(
-            {"tag_format": STR, "first_release": _matching(_VERSION, "x.y.z"), "major_on_zero": BOOL}
+            {
+                "tag_format": STR,
+                "first_release": _matching(_VERSION, "x.y.z"),
+                "major_on_zero": BOOL,
+            }
         ),
     }
 )

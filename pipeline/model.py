@@ -36,7 +36,11 @@ class Ref:
             raise ValueError(msg)
 
     def __str__(self) -> str:
-        return f"${self.root.value.upper()}/{self.path}" if self.path != "." else f"${self.root.value.upper()}"
+        return (
+            f"${self.root.value.upper()}/{self.path}"
+            if self.path != "."
+            else f"${self.root.value.upper()}"
+        )
 
 
 def src(path: str = ".") -> Ref:

@@ -67,7 +67,12 @@ _ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "💥", Statu
 
 
 def summary_markdown(results: Sequence[Result], title: str, limit: int = 50) -> str:
-    lines = [f"## {title}: {overall(results).value}", "", "| stage | status | summary |", "|---|---|---|"]
+    lines = [
+        f"## {title}: {overall(results).value}",
+        "",
+        "| stage | status | summary |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r.stage} | {_ICON[r.status]} {r.status.value} | {r.summary} |" for r in results]
     problems = [f for r in results for f in r.findings if f.status.failed]
     if problems:

@@ -26,8 +26,14 @@ TOOLS_DIR_ENV = "GITOPS_PIPELINE_TOOLS_DIR"
 INSTALL_SCRIPT = "ci/install-tools.sh"
 
 # Images the Python tools and git run in. Pinned by digest so both runners are reproducible.
-PYTHON_IMAGE = "docker.io/library/python:3.12-slim@sha256:2c941e860699f878900b0edc2403613c234d4b32eda3cc9fa7036991a2a63c4a"
-DEBIAN_IMAGE = "docker.io/library/debian:bookworm-20251229-slim@sha256:d5d3f9c23164ea16f31852f95bd5959aad1c5e854332fe00f7b3a20fcc9f635c"
+PYTHON_IMAGE = (
+    "docker.io/library/python:3.12-slim"
+    "@sha256:2c941e860699f878900b0edc2403613c234d4b32eda3cc9fa7036991a2a63c4a"
+)
+DEBIAN_IMAGE = (
+    "docker.io/library/debian:bookworm-20251229-slim"
+    "@sha256:d5d3f9c23164ea16f31852f95bd5959aad1c5e854332fe00f7b3a20fcc9f635c"
+)
 
 
 class Source(Enum):

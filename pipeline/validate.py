@@ -84,14 +84,20 @@ def _config_finding(error: ConfigError) -> Finding:
     )
 
 
-async def _validate_targets(run: Run, targets: list[RenderTarget], checks: Collection[str]) -> Outcome:
+async def _validate_targets(
+    run: Run, targets: list[RenderTarget], checks: Collection[str]
+) -> Outcome:
     started = time.monotonic()
     jobs: list[Callable[[], Awaitable[Any]]] = [
         _render_job(run, target, lint="lint" in checks) for target in targets
     ]
     verifying = "policy" in checks and (run.source / run.config.policy.path).is_dir()
     if verifying:
-        jobs.append(lambda: run.runner.run(conftest.verify_step(run.config.policy.path, run.config.policy.data)))
+        jobs.append(
+            lambda: run.runner.run(
+                conftest.verify_step(run.config.policy.path, run.config.policy.data)
+            )
+        )
     finished = await gather(jobs, run.concurrency)
     rendered: list[Rendered] = finished[: len(targets)]
     verify: StepResult | None = finished[len(targets)] if verifying else None
@@ -132,7 +138,11 @@ def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], A
                 result.resources = parse_resources(template.stdout)
             except yaml.YAMLError as exc:
                 result.render.append(
-                    Finding(check="render", message=f"helm printed invalid YAML: {exc}", **result.where())
+                    Finding(
+                        check="render",
+                        message=f"helm printed invalid YAML: {exc}",
+                        **result.where(),
+                    )
                 )
         else:
             result.render.append(helm.template_error(target, template.stderr))
@@ -140,7 +150,9 @@ def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], A
             lint_step = done[1]
             result.lint = helm.lint_findings(target, lint_step.stdout + lint_step.stderr)
             if not lint_step.ok and not result.lint:
-                result.lint.append(helm.template_error(target, lint_step.stderr or lint_step.stdout))
+                result.lint.append(
+                    helm.template_error(target, lint_step.stderr or lint_step.stdout)
+                )
         return result
 
     return job
@@ -171,7 +183,9 @@ def _write_rendered(out_dir: Path, rendered: Sequence[Rendered]) -> None:
         if item.text is None:
             continue
         reports.write_text(out_dir / item.target.rendered_path, item.text)
-        combined.append(f"# chart: {item.target.chart.name} environment: {item.target.environment}\n")
+        combined.append(
+            f"# chart: {item.target.chart.name} environment: {item.target.environment}\n"
+        )
         combined.append(item.text if item.text.startswith("---") else f"---\n{item.text}")
     reports.write_text(out_dir / "rendered.yaml", "".join(combined))
 
@@ -186,22 +200,46 @@ def _lint_result(rendered: Sequence[Rendered]) -> Result:
         if not lint_steps:
             failed += 1
             reason = item.render[0].message if item.render else "not run"
-            findings.append(Finding(check="helm-lint", message=f"not linted: {reason}", status=Status.ERROR, **_target_where(item)))
+            findings.append(
+                Finding(
+                    check="helm-lint",
+                    message=f"not linted: {reason}",
+                    status=Status.ERROR,
+                    **_target_where(item),
+                )
+            )
         elif item.lint or any(not s.ok for s in lint_steps):
             failed += 1
             findings += item.lint
         elif lint_steps:
-            findings.append(Finding(check="helm-lint", message="lint passed", status=Status.PASSED, **_target_where(item)))
+            findings.append(
+                Finding(
+                    check="helm-lint",
+                    message="lint passed",
+                    status=Status.PASSED,
+                    **_target_where(item),
+                )
+            )
     status = Status.PASSED
     if any(f.status is Status.ERROR for f in findings):
         status = Status.ERROR
     elif failed:
         status = Status.FAILED
-    return Result("lint", status, f"{len(rendered) - failed}/{len(rendered)} chart environments lint clean", tuple(findings), tuple(steps))
+    return Result(
+        "lint",
+        status,
+        f"{len(rendered) - failed}/{len(rendered)} chart environments lint clean",
+        tuple(findings),
+        tuple(steps),
+    )
 
 
 def _target_where(item: Rendered) -> dict[str, Any]:
-    return {"chart": item.target.chart.name, "environment": item.target.environment, "file": item.target.rendered_path}
+    return {
+        "chart": item.target.chart.name,
+        "environment": item.target.environment,
+        "file": item.target.rendered_path,
+    }
 
 
 def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
@@ -211,7 +249,12 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
             findings += item.render
         else:
             findings.append(
-                Finding(check="render", message=f"{len(item.resources)} resources", status=Status.PASSED, **_target_where(item))
+                Finding(
+                    check="render",
+                    message=f"{len(item.resources)} resources",
+                    status=Status.PASSED,
+                    **_target_where(item),
+                )
             )
     broken = [i for i in rendered if i.render]
     status = Status.PASSED
@@ -224,8 +267,19 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
     summary = f"{len(rendered) - len(broken)}/{len(rendered)} chart environments rendered"
     if not rendered:
         summary = "no charts found (charts/*/Chart.yaml)"
-    artifacts = tuple(i.target.rendered_path for i in rendered if i.text is not None) + ("rendered.yaml",)
-    return Result("render", status, summary, tuple(findings), tuple(s for i in rendered for s in i.steps if s.step.args[0] == "template"), artifacts, seconds)
+    artifacts = (
+        *tuple(i.target.rendered_path for i in rendered if i.text is not None),
+        "rendered.yaml",
+    )
+    return Result(
+        "render",
+        status,
+        summary,
+        tuple(findings),
+        tuple(s for i in rendered for s in i.steps if s.step.args[0] == "template"),
+        artifacts,
+        seconds,
+    )
 
 
 def _index(rendered: Sequence[Rendered]) -> dict[str, Rendered]:
@@ -256,7 +310,12 @@ def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
             crd_dirs,
             kinds=_builtin_kinds(rendered),
         )
-        locations += [out(SCHEMA_CACHE), out(f"{SCHEMA_CACHE}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json")]
+        locations += [
+            out(SCHEMA_CACHE),
+            out(
+                f"{SCHEMA_CACHE}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json"
+            ),
+        ]
     return locations
 
 
@@ -273,19 +332,30 @@ def _builtin_kinds(rendered: Sequence[Rendered]) -> set[str]:
 async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
     started = time.monotonic()
     if not rendered:
-        return Result("kubeconform", Status.SKIPPED, "nothing rendered to validate", artifacts=("kubeconform.json",))
+        return Result(
+            "kubeconform",
+            Status.SKIPPED,
+            "nothing rendered to validate",
+            artifacts=("kubeconform.json",),
+        )
     files = [out(item.target.rendered_path) for item in rendered]
     try:
         locations = _schema_locations(run, rendered)
     except ConfigError as error:
         return Result("kubeconform", Status.ERROR, str(error), (_config_finding(error),))
-    step_result = await run.runner.run(kubeconform.step(files, run.config.kubernetes_version, locations))
+    step_result = await run.runner.run(
+        kubeconform.step(files, run.config.kubernetes_version, locations)
+    )
     try:
-        verdicts = kubeconform.parse(step_result.stdout, run.config.kubeconform.ignore_missing_schemas)
+        verdicts = kubeconform.parse(
+            step_result.stdout, run.config.kubeconform.ignore_missing_schemas
+        )
     except kubeconform.OutputError as exc:
         message = f"{exc}; stderr: {step_result.stderr.strip()[:500]}"
         finding = Finding(check="kubeconform", message=message, status=Status.ERROR)
-        return Result("kubeconform", Status.ERROR, "kubeconform did not run", (finding,), (step_result,))
+        return Result(
+            "kubeconform", Status.ERROR, "kubeconform did not run", (finding,), (step_result,)
+        )
     index = _index(rendered)
     findings: list[Finding] = []
     for verdict in verdicts:
@@ -295,9 +365,19 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
         findings.append(kubeconform.to_finding(verdict, **where))
     reports.write_json(run.out / "kubeconform.json", _kubeconform_report(findings))
     failed = [f for f in findings if f.status.failed]
-    status = Status.FAILED if failed or not step_result.ok and not findings else Status.PASSED
-    summary = f"{len(findings) - len(failed)}/{len(findings)} resources valid against Kubernetes {run.config.kubernetes_version} schemas"
-    return Result("kubeconform", status, summary, tuple(findings), (step_result,), ("kubeconform.json",), time.monotonic() - started)
+    status = Status.FAILED if failed or (not step_result.ok and not findings) else Status.PASSED
+    version = run.config.kubernetes_version
+    valid = len(findings) - len(failed)
+    summary = f"{valid}/{len(findings)} resources valid against Kubernetes {version} schemas"
+    return Result(
+        "kubeconform",
+        status,
+        summary,
+        tuple(findings),
+        (step_result,),
+        ("kubeconform.json",),
+        time.monotonic() - started,
+    )
 
 
 def _kubeconform_report(findings: Sequence[Finding]) -> dict[str, Any]:
@@ -325,13 +405,17 @@ async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | N
             "put Rego policies there or set policy.path in pipeline.yaml"
         )
         finding = Finding(check="policy", message=message, status=Status.ERROR, file=policy_dir)
-        return Result("policy", Status.ERROR, message, (finding,), artifacts=("policy-results.txt",))
+        return Result(
+            "policy", Status.ERROR, message, (finding,), artifacts=("policy-results.txt",)
+        )
     if verify is not None:
         steps.append(verify)
         findings += _verify_findings(run, verify)
     if rendered:
         files: list[Ref] = [out(item.target.rendered_path) for item in rendered]
-        test = await run.runner.run(conftest.test_step(files, run.config.policy.path, run.config.policy.data))
+        test = await run.runner.run(
+            conftest.policy_test_step(files, run.config.policy.path, run.config.policy.data)
+        )
         steps.append(test)
         findings += _test_findings(test, rendered)
     failed = [f for f in findings if f.status.failed]
@@ -339,15 +423,34 @@ async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | N
     status = Status.ERROR if errors else Status.FAILED if failed else Status.PASSED
     checked = sum(1 for f in findings if f.status is Status.PASSED and f.check == "policy")
     summary = f"{len(failed)} policy problem(s); {checked} resources passed every policy"
-    return Result("policy", status, summary, tuple(findings), tuple(steps), ("policy-results.txt", "policy-results.json", "policy.sarif"), time.monotonic() - started)
+    return Result(
+        "policy",
+        status,
+        summary,
+        tuple(findings),
+        tuple(steps),
+        ("policy-results.txt", "policy-results.json", "policy.sarif"),
+        time.monotonic() - started,
+    )
 
 
 def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
     try:
         outcome = conftest.parse_verify(verify.stdout, run.config.policy.path)
     except conftest.OutputError as exc:
-        return [Finding(check="policy-verify", message=f"{exc}; stderr: {verify.stderr.strip()[:500]}", status=Status.ERROR)]
-    passed = Finding(check="policy-verify", message=f"{outcome.passed} policy unit tests passed", status=Status.PASSED, file=run.config.policy.path)
+        return [
+            Finding(
+                check="policy-verify",
+                message=f"{exc}; stderr: {verify.stderr.strip()[:500]}",
+                status=Status.ERROR,
+            )
+        ]
+    passed = Finding(
+        check="policy-verify",
+        message=f"{outcome.passed} policy unit tests passed",
+        status=Status.PASSED,
+        file=run.config.policy.path,
+    )
     return [*outcome.failed, passed]
 
 
@@ -355,7 +458,13 @@ def _test_findings(test: StepResult, rendered: Sequence[Rendered]) -> list[Findi
     try:
         results, _ = conftest.parse(test.stdout)
     except conftest.OutputError as exc:
-        return [Finding(check="policy", message=f"{exc}; stderr: {test.stderr.strip()[:500]}", status=Status.ERROR)]
+        return [
+            Finding(
+                check="policy",
+                message=f"{exc}; stderr: {test.stderr.strip()[:500]}",
+                status=Status.ERROR,
+            )
+        ]
     index = _index(rendered)
     findings: list[Finding] = []
     flagged: set[tuple[str, str]] = set()
@@ -380,7 +489,15 @@ def _test_findings(test: StepResult, rendered: Sequence[Rendered]) -> list[Findi
     for owner in rendered:
         for resource in owner.resources:
             if (owner.target.key, resource.ref) not in flagged:
-                findings.append(Finding(check="policy", message="passed every policy", status=Status.PASSED, resource=resource.ref, **owner.where(resource)))
+                findings.append(
+                    Finding(
+                        check="policy",
+                        message="passed every policy",
+                        status=Status.PASSED,
+                        resource=resource.ref,
+                        **owner.where(resource),
+                    )
+                )
     return findings
 
 
@@ -395,7 +512,9 @@ def image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
         image = merged_values(documents).get("image")
         tag = image.get("tag") if isinstance(image, dict) else None
         if not tag:
-            chart_yaml = yaml.safe_load((run.source / item.target.chart.path / "Chart.yaml").read_text(encoding="utf-8"))
+            chart_yaml = yaml.safe_load(
+                (run.source / item.target.chart.path / "Chart.yaml").read_text(encoding="utf-8")
+            )
             tag = (chart_yaml or {}).get("appVersion")
         if tag:
             tags[item.target.key] = str(tag)
@@ -409,7 +528,10 @@ def write_artifacts(run: Run, outcome: Outcome, checks: Collection[str]) -> None
     if "render" in checks and not (out_dir / "rendered.yaml").exists():
         reports.write_text(out_dir / "rendered.yaml", "")
     if "kubeconform" in checks and not (out_dir / "kubeconform.json").exists():
-        reports.write_json(out_dir / "kubeconform.json", {"resources": [], "summary": {}, "note": "kubeconform did not run"})
+        reports.write_json(
+            out_dir / "kubeconform.json",
+            {"resources": [], "summary": {}, "note": "kubeconform did not run"},
+        )
     if "policy" in checks:
         reports.write_text(out_dir / "policy-results.txt", reports.policy_table(findings))
         reports.write_json(out_dir / "policy-results.json", reports.policy_rows(findings))
@@ -418,25 +540,34 @@ def write_artifacts(run: Run, outcome: Outcome, checks: Collection[str]) -> None
     version = run.release_version or _single(tags.values()) or ""
     reports.write_text(out_dir / ".version", version + "\n" if version else "")
     image_tag = run.release_version or _single(tags.values())
-    tag_lines = image_tag if image_tag else "\n".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    tag_lines = image_tag or "\n".join(f"{k}={v}" for k, v in sorted(tags.items()))
     reports.write_text(out_dir / ".image-tag", tag_lines + "\n" if tag_lines else "")
     extra = {
         "targets": [
-            {"chart": r.target.chart.name, "environment": r.target.environment, "values": list(r.target.values), "rendered": r.text is not None}
+            {
+                "chart": r.target.chart.name,
+                "environment": r.target.environment,
+                "values": list(r.target.values),
+                "rendered": r.text is not None,
+            }
             for r in outcome.rendered
         ],
         "image_tags": tags,
         "version": version or None,
     }
     reports.write_json(out_dir / "summary.json", reports.summary_json(results, extra))
-    reports.write_text(out_dir / "summary.md", reports.summary_markdown(results, "gitops-pipeline validate"))
+    reports.write_text(
+        out_dir / "summary.md", reports.summary_markdown(results, "gitops-pipeline validate")
+    )
     reports.write_text(out_dir / "junit.xml", reports.junit_xml(results))
 
 
 def _safe_image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
     # A values file that does not parse is already a finding; it must not stop the reports.
     try:
-        return image_tags(run, [r for r in rendered if not any(f.status is Status.ERROR for f in r.render)])
+        return image_tags(
+            run, [r for r in rendered if not any(f.status is Status.ERROR for f in r.render)]
+        )
     except (OSError, yaml.YAMLError):
         return {}
 

@@ -53,13 +53,13 @@ class LocalRunner:
 
 
 async def _spawn(
-    argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None, timeout: float
+    argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None, limit_seconds: float
 ) -> tuple[int, str, str]:
     stdout_chunks: list[bytes] = []
     stderr_chunks: list[bytes] = []
     process: Process = await anyio.open_process(argv, cwd=cwd, env=env)
     try:
-        with anyio.move_on_after(timeout) as scope:
+        with anyio.move_on_after(limit_seconds) as scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_drain, process.stdout, stdout_chunks)
                 tg.start_soon(_drain, process.stderr, stderr_chunks)
@@ -71,7 +71,7 @@ async def _spawn(
         if scope.cancelled_caught:
             process.kill()
             await process.wait()
-            stderr_chunks.append(f"\ntimed out after {timeout:g}s\n".encode())
+            stderr_chunks.append(f"\ntimed out after {limit_seconds:g}s\n".encode())
             return TIMEOUT_EXIT_CODE, _text(stdout_chunks), _text(stderr_chunks)
     finally:
         if process.returncode is None:

@@ -11,7 +11,8 @@ from pipeline.model import Finding, Ref, Status, Step, src
 
 # The shipped policies say "<Kind>/<name>: container '<c>' <problem>" or "<Kind>/<name>: <problem>".
 _MESSAGE = re.compile(
-    r"^(?P<kind>[A-Za-z0-9]+)/(?P<name>[^:\s]+):\s*(?:container '(?P<container>[^']+)'\s*)?(?P<problem>.*)$"
+    r"^(?P<kind>[A-Za-z0-9]+)/(?P<name>[^:\s]+):\s*"
+    r"(?:container '(?P<container>[^']+)'\s*)?(?P<problem>.*)$"
 )
 
 
@@ -22,7 +23,7 @@ def _common(policy: str, data: Sequence[str]) -> list[str | Ref]:
     return args
 
 
-def test_step(files: Sequence[Ref], policy: str, data: Sequence[str] = ()) -> Step:
+def policy_test_step(files: Sequence[Ref], policy: str, data: Sequence[str] = ()) -> Step:
     return Step(
         name="conftest-test",
         tool="conftest",
@@ -102,7 +103,9 @@ def parse_verify(stdout: str, policy: str) -> VerifyOutcome:
     try:
         document = json.loads(stdout)
     except json.JSONDecodeError as exc:
-        raise OutputError(f"conftest verify printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+        raise OutputError(
+            f"conftest verify printed no JSON ({exc.msg}): {stdout[:200]!r}"
+        ) from None
     passed = 0
     failed: list[Finding] = []
     for entry in document or []:

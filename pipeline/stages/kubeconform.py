@@ -18,9 +18,7 @@ STATUS = {
 MISSING_SCHEMA = "could not find schema"
 
 
-def step(
-    files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg]
-) -> Step:
+def step(files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg]) -> Step:
     locations: list[Arg] = []
     for location in schema_locations:
         locations += ["-schema-location", location]
