@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,11 +20,12 @@ import anyio
 from pipeline import __version__
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.model import Status, Step
+from pipeline.model import Status
+from pipeline.plan import dry_run_reply
 from pipeline.run import Run
 from pipeline.runners import Runner
 from pipeline.runners.local import LocalRunner
-from pipeline.runners.recording import RecordingRunner, Reply, describe
+from pipeline.runners.recording import RecordingRunner, describe
 
 EXIT = {Status.PASSED: 0, Status.SKIPPED: 0, Status.FAILED: 1, Status.ERROR: 1}
 
@@ -158,24 +158,16 @@ _checks_verb(
 )
 
 
-@verb("plan", "show the chart environments, values layering and the steps validate would run")
-async def plan_verb(args: argparse.Namespace, run: Run | None) -> Status:
-    from pipeline.discovery import plan_targets  # noqa: PLC0415
-    from pipeline.validate import validate  # noqa: PLC0415
+@verb(
+    "plan",
+    "show the chart environments, values layering and the steps validate would run",
+    arguments=_validate_arguments,
+)
+async def plan_verb(_args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.plan import plan_text  # noqa: PLC0415
 
     assert run is not None  # noqa: S101
-    for target in plan_targets(run.config, run.environments):
-        out(f"{target.key}: release {target.chart.release} namespace {target.chart.namespace}")
-        for values in target.values:
-            out(f"  values {values}")
-    recorder = RecordingRunner(responder=dry_run_reply)
-    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-plan-") as scratch:
-        dry = Run(run.config, recorder, Path(scratch), run.environments, run.schema_locations)
-        await validate(dry)
-    out("steps:")
-    for step in recorder.steps:
-        out(f"  {describe(step)}")
-    del args
+    out(await plan_text(run.config, run.environments, run.schema_locations))
     return Status.PASSED
 
 
@@ -198,15 +190,6 @@ async def schemas_verb(args: argparse.Namespace, run: Run | None) -> Status:
     for location in bundle.schema_locations():
         out(f"-schema-location {location}")
     return Status.PASSED
-
-
-def dry_run_reply(step: Step) -> Reply:
-    """Well-formed empty answers, so a dry run walks every stage without tools."""
-    if step.tool == "kubeconform":
-        return Reply(stdout='{"resources": []}')
-    if step.tool == "conftest":
-        return Reply(stdout="[]")
-    return Reply()
 
 
 # --- wiring ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
 from pipeline.config import DEFAULT_KUBERNETES_VERSION, load_config
 from pipeline.errors import ConfigError
+from pipeline.plan import plan_text
 from pipeline.run import Run
 from pipeline.runners.dagger_runner import DaggerRunner, local_directory, tool_container
 from pipeline.tools import TOOLS, get_tool
@@ -165,6 +166,13 @@ class Pipeline:
         return summary
 
     @function
+    async def plan(self, env: Environments = None) -> str:
+        """The chart environments, their values layering and the steps validate would run."""
+        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        config = load_config(await self._local_source(workdir))
+        return await plan_text(config, tuple(env or ()))
+
+    @function
     def tools(self) -> str:
         """Every pinned tool: version, how it is installed locally, and its container image."""
         return "\n".join(
@@ -176,7 +184,7 @@ class Pipeline:
     def tool_env(
         self, tool: Annotated[str, Doc("a pinned tool: helm, kubeconform, conftest, ...")]
     ) -> dagger.Container:
-        """A tool's container with the source at /src: `dagger call tool-env --tool helm terminal`."""
+        """A tool's container, source at /src: `dagger call tool-env --tool helm terminal`."""
         return (
             tool_container(get_tool(tool))
             .with_mounted_directory("/src", self.source)

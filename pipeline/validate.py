@@ -423,6 +423,9 @@ async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | N
     status = Status.ERROR if errors else Status.FAILED if failed else Status.PASSED
     checked = sum(1 for f in findings if f.status is Status.PASSED and f.check == "policy")
     summary = f"{len(failed)} policy problem(s); {checked} resources passed every policy"
+    unit_tests = [f for f in findings if f.check == "policy-verify" and f.status is Status.PASSED]
+    if unit_tests:
+        summary += f"; {unit_tests[0].message}"
     return Result(
         "policy",
         status,

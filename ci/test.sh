@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command: lint, format check, strict types, then the test suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+venv=${VENV:-.venv}
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+"$venv/bin/mypy" --strict pipeline
+"$venv/bin/pytest" "$@"
