@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import anyio
 
-from pipeline import __version__
-from pipeline.config import load_config
+from pipeline import __version__, reports
+from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.model import Status
+from pipeline.model import Result, Status
 from pipeline.plan import dry_run_reply
 from pipeline.run import Run
 from pipeline.runners import Runner
@@ -125,11 +126,7 @@ def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
 
         assert run is not None  # noqa: S101 - needs_run guarantees it
         outcome = await validate(run, checks)
-        for result in outcome.results:
-            out(f"{result.stage:<12} {result.status.value:<8} {result.summary}")
-            for finding in result.findings:
-                if finding.status.failed:
-                    out(f"  - {finding.location()}: {finding.message}")
+        _print_results(outcome.results)
         out(f"artifacts: {run.out}")
         if outcome.error is not None:
             raise outcome.error
@@ -169,6 +166,51 @@ async def plan_verb(_args: argparse.Namespace, run: Run | None) -> Status:
     assert run is not None  # noqa: S101
     out(await plan_text(run.config, run.environments, run.schema_locations))
     return Status.PASSED
+
+
+def _print_results(results: Sequence[Result]) -> None:
+    for result in results:
+        out(f"{result.stage:<12} {result.status.value:<8} {result.summary}")
+        for finding in result.findings:
+            if finding.status.failed:
+                out(f"  - {finding.location()}: {finding.message}")
+
+
+def _python_verb(name: str, stage: str, help_text: str) -> None:
+    async def run_stage(_args: argparse.Namespace, run: Run | None) -> Status:
+        from pipeline.pychecks import lint, test, typecheck  # noqa: PLC0415
+
+        assert run is not None  # noqa: S101
+        stages = {"lint-python": lint, "typecheck": typecheck, "test": test}
+        result = await stages[stage](run)
+        _print_results([result])
+        reports.write_json(run.out / f"{name}.json", reports.summary_json([result], {}))
+        out(f"artifacts: {run.out}")
+        return result.status
+
+    verb(name, help_text)(run_stage)
+
+
+_python_verb("lint", "lint-python", "ruff check and ruff format --check with the project's config")
+_python_verb("typecheck", "typecheck", "mypy with the project's configuration")
+_python_verb("test", "test", "pytest with JUnit XML and coverage (XML and total) as artifacts")
+
+
+@verb(
+    "ci",
+    "lint, typecheck, test and validate concurrently; one merged summary and JUnit",
+    arguments=_validate_arguments,
+)
+async def ci_verb(_args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.ci import run_ci  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    results, outcome = await run_ci(run)
+    _print_results(results)
+    out(f"artifacts: {run.out}")
+    if outcome.error is not None:
+        raise outcome.error
+    return reports.overall(results)
 
 
 def _schemas_arguments(parser: argparse.ArgumentParser) -> None:
@@ -266,7 +308,15 @@ async def _main(args: argparse.Namespace) -> Status:
         raise ConfigError("source directory does not exist", file=args.source, field="--source")
     config = load_config(source)
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
-    async with open_runner(args, source, out_dir) as (runner, recorder):
+    if not args.dry_run:
+        return await _run_verb(args, item, config, out_dir)
+    # A dry run must not leave reports that look like a real run's.
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-dry-run-") as scratch:
+        return await _run_verb(args, item, config, Path(scratch))
+
+
+async def _run_verb(args: argparse.Namespace, item: Verb, config: Config, out_dir: Path) -> Status:
+    async with open_runner(args, config.source, out_dir) as (runner, recorder):
         run = Run(
             config=config,
             runner=runner,

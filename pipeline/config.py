@@ -109,18 +109,33 @@ class Context:
         return ConfigError(message, file=self.file, line=node.start_mark.line + 1, field=dotted)
 
 
-def _scalar(kind: str, convert: Callable[[str], Any], tag: str) -> Checker:
+def _scalar(kind: str, convert: Callable[[str], Any], *tags: str) -> Checker:
     def check(node: yaml.Node, dotted: str, ctx: Context) -> Any:
-        if not isinstance(node, yaml.ScalarNode) or (tag and node.tag != tag):
+        if not isinstance(node, yaml.ScalarNode) or (tags and node.tag not in tags):
             raise ctx.error(node, dotted, f"expected {kind}")
-        return convert(node.value)
+        try:
+            return convert(node.value)
+        except (ValueError, KeyError):
+            raise ctx.error(node, dotted, f"expected {kind}, got {node.value!r}") from None
 
     return check
 
 
-STR = _scalar("a string", str, "")
-BOOL = _scalar("true or false", lambda v: v.lower() == "true", "tag:yaml.org,2002:bool")
-NUMBER = _scalar("a number", float, "")
+def _finite(text: str) -> float:
+    value = float(text)
+    if value != value or value in {float("inf"), float("-inf")}:  # noqa: PLR0124 - NaN check
+        raise ValueError(text)
+    return value
+
+
+STR = _scalar("a string", str)
+# YAML 1.1 booleans (yes/no/on/off) keep the meaning PyYAML gives them.
+BOOL = _scalar(
+    "true or false",
+    lambda v: yaml.constructor.SafeConstructor.bool_values[v.lower()],
+    "tag:yaml.org,2002:bool",
+)
+NUMBER = _scalar("a number", _finite, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> Checker:
@@ -161,7 +176,7 @@ def _dict_of(key_check: Checker, value: Checker) -> Checker:
     def check(node: yaml.Node, dotted: str, ctx: Context) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in _pairs(node, dotted, ctx):
-            where = f"{dotted}.{key_node.value}"
+            where = f"{dotted}.{key_node.value}" if dotted else key_node.value
             key = key_check(key_node, where, ctx)
             result[key] = value(value_node, where, ctx)
         return result
@@ -177,7 +192,8 @@ def _pairs(node: yaml.Node, dotted: str, ctx: Context) -> list[tuple[yaml.Node, 
     seen: set[str] = set()
     for key_node, _ in node.value:
         if key_node.value in seen:
-            raise ctx.error(key_node, f"{dotted}.{key_node.value}", "duplicate key")
+            where = f"{dotted}.{key_node.value}" if dotted else key_node.value
+            raise ctx.error(key_node, where, "duplicate key")
         seen.add(key_node.value)
     return list(node.value)
 
@@ -189,6 +205,15 @@ def _unknown_key(key: str, schema: Mapping[str, Checker]) -> str:
 
 
 NAME = _matching(_NAME, "a lower-case DNS label (a-z, 0-9, -)")
+
+
+def _tag_format(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    if value.count("{version}") != 1:
+        raise ctx.error(node, dotted, f"must contain {{version}} exactly once, got {value!r}")
+    return value
+
+
 STRINGS = _list_of(STR)
 
 _SCHEMA = _mapping(
@@ -219,7 +244,7 @@ _SCHEMA = _mapping(
         "image": _mapping({"repository": STR, "dockerfile": STR, "context": STR}),
         "release": _mapping(
             {
-                "tag_format": STR,
+                "tag_format": _tag_format,
                 "first_release": _matching(_VERSION, "x.y.z"),
                 "major_on_zero": BOOL,
             }
@@ -261,8 +286,6 @@ def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
         )
         for name, spec in raw.get("charts", {}).items()
     }
-    if "tag_format" in raw.get("release", {}) and "{version}" not in raw["release"]["tag_format"]:
-        raise ConfigError("must contain {version}", file=path, field="release.tag_format")
     return Config(
         source=source,
         file=path,

@@ -58,8 +58,15 @@ def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for file in sorted(chart_dir.iterdir()):
         match = _OVERLAY.match(file.name)
-        if match and file.is_file():
-            found[match["a"] or match["b"]] = file.name
+        if not (match and file.is_file()):
+            continue
+        env = match["a"] or match["b"]
+        if env in found:
+            raise ConfigError(
+                f"two overlays for environment '{env}': {found[env]} and {file.name}; keep one",
+                file=chart_dir,
+            )
+        found[env] = file.name
     return found
 
 
@@ -69,9 +76,8 @@ def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[st
     base = f"{chart.path}/values.yaml"
     base_files = (base,) if (config.source / base).is_file() else ()
     overlays = in_chart_overlays(chart_dir)
-    names = sorted(set(overlays) | set(chart.environments))
-    if config.environments:
-        names = [n for n in names if n in config.environments]
+    all_names = sorted(set(overlays) | set(chart.environments))
+    names = [n for n in all_names if n in config.environments] if config.environments else all_names
     environments: dict[str, tuple[str, ...]] = {}
     for env in names:
         files = list(base_files)
@@ -88,7 +94,7 @@ def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[st
                 )
             files.append(value_file)
         environments[env] = tuple(files)
-    if not environments:
+    if not all_names:
         environments[BASE_ENVIRONMENT] = base_files
     return environments
 

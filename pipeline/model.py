@@ -51,7 +51,21 @@ def out(path: str = ".") -> Ref:
     return Ref(Root.OUT, path)
 
 
-Arg = str | Ref
+@dataclass(frozen=True)
+class Joined:
+    """One argv element built from text and paths, such as `--cov-report=xml:$OUT/c.xml`."""
+
+    parts: tuple[str | Ref, ...]
+
+    def __str__(self) -> str:
+        return "".join(str(p) for p in self.parts)
+
+
+def joined(*parts: str | Ref) -> Joined:
+    return Joined(parts)
+
+
+Arg = str | Ref | Joined
 
 
 @dataclass(frozen=True)
@@ -80,12 +94,17 @@ class Step:
     tool: str
     args: tuple[Arg, ...]
     workdir: Ref = field(default_factory=src)
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, Arg], ...] = ()
     secrets: tuple[SecretRef, ...] = ()
     inputs: tuple[Ref, ...] = ()
     outputs: tuple[str, ...] = ()  # files the step writes, relative to the OUT root
     stdin: str | None = None
     timeout: float = 600.0
+    # Containers only: commands that prepare the step's container (install the project's
+    # dependencies, a Python version) and the binary to run there. The host is prepared once,
+    # by ci/local.sh and ci/install-tools.sh, so the local runner ignores both.
+    container_setup: tuple[tuple[Arg, ...], ...] = ()
+    container_argv0: str | None = None
 
 
 @dataclass(frozen=True)

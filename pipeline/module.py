@@ -17,11 +17,16 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
+from pipeline import reports
+from pipeline.ci import PYTHON_STAGES, run_ci
 from pipeline.config import DEFAULT_KUBERNETES_VERSION, load_config
 from pipeline.errors import ConfigError
+from pipeline.model import Step
 from pipeline.plan import plan_text
+from pipeline.pychecks import mypy_targets, python_projects
 from pipeline.run import Run
 from pipeline.runners.dagger_runner import DaggerRunner, local_directory, tool_container
+from pipeline.stages import mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
 from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, Outcome, validate
 
@@ -164,6 +169,99 @@ class Pipeline:
         if outcome.status.failed:
             raise ConfigError(f"validation {outcome.status.value}:\n{summary}")
         return summary
+
+    async def _python_run(self, python: list[str] | None = None) -> tuple[Run, Path]:
+        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        config = load_config(await self._local_source(workdir))
+        out = workdir / "artifacts"
+        out.mkdir()
+        runner = DaggerRunner(source=self.source, out=out)
+        run = Run(config=config, runner=runner, out=out, python_versions=tuple(python or ()))
+        return run, out
+
+    async def _python_stage(self, stage: str, python: list[str] | None = None) -> dagger.Directory:
+        run, out = await self._python_run(python)
+        result = await PYTHON_STAGES[stage](run)
+        reports.write_json(out / "summary.json", reports.summary_json([result], {}))
+        reports.write_text(out / "summary.md", reports.summary_markdown([result], stage))
+        reports.write_text(out / "junit.xml", reports.junit_xml([result]))
+        return artifacts_directory(out)
+
+    @function
+    async def lint(self) -> dagger.Directory:
+        """ruff check and ruff format --check (with the diff) per Python project."""
+        return await self._python_stage("lint-python")
+
+    @function
+    async def typecheck(self) -> dagger.Directory:
+        """mypy with each project's own configuration; returns reports."""
+        return await self._python_stage("typecheck")
+
+    @function
+    async def test(
+        self,
+        python: Annotated[
+            list[str] | None,
+            Doc("Python versions to test on, e.g. 3.11 3.12 (default: the image's)"),
+        ] = None,
+    ) -> dagger.Directory:
+        """pytest with JUnit XML and coverage per project (and Python version); returns reports."""
+        return await self._python_stage("test", python)
+
+    async def _stage_container(self, step: Step) -> dagger.Container:
+        run, _ = await self._python_run()
+        runner = run.runner
+        assert isinstance(runner, DaggerRunner)  # noqa: S101 - built just above
+        return runner.container(step)
+
+    async def _first_project(self) -> tuple[Run, str]:
+        run, _ = await self._python_run()
+        return run, python_projects(run)[0]
+
+    @function
+    async def lint_env(self) -> dagger.Container:
+        """The container lint runs in, prepared: `dagger call lint-env terminal`."""
+        run, project = await self._first_project()
+        return await self._stage_container(ruff.check_step(run.source, project))
+
+    @function
+    async def typecheck_env(self) -> dagger.Container:
+        """The container typecheck runs in, with the project's dependencies installed."""
+        run, project = await self._first_project()
+        targets = mypy_targets(run, project)
+        return await self._stage_container(mypy.step(run.source, project, targets))
+
+    @function
+    async def test_env(self) -> dagger.Container:
+        """The container the tests run in: `dagger call test-env terminal`."""
+        run, project = await self._first_project()
+        return await self._stage_container(pytest.step(run.source, project))
+
+    @function
+    async def ci(
+        self,
+        env: Environments = None,
+        schema_location: SchemaLocations = None,
+        crd_schemas: CrdSchemas = None,
+    ) -> dagger.Directory:
+        """lint, typecheck, test and validate concurrently; one merged summary.md and junit.xml."""
+        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        crd_paths: tuple[Path, ...] = ()
+        if crd_schemas is not None:
+            await crd_schemas.export(str(workdir / "crds"))
+            crd_paths = (workdir / "crds",)
+        config = load_config(await self._local_source(workdir))
+        out = workdir / "artifacts"
+        run = Run(
+            config=config,
+            runner=DaggerRunner(source=self.source, out=out),
+            out=out,
+            environments=tuple(env or ()),
+            schema_locations=tuple(schema_location or ()),
+            crd_schemas=crd_paths,
+        )
+        await run_ci(run)
+        return artifacts_directory(out)
 
     @function
     async def plan(self, env: Environments = None) -> str:

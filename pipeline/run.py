@@ -30,6 +30,7 @@ class Run:
     schema_locations: tuple[str, ...] = ()  # overrides kubeconform.schema_locations when given
     crd_schemas: tuple[Path, ...] = ()  # added to kubeconform.crd_schemas
     release_version: str | None = None
+    python_versions: tuple[str, ...] = ()  # a test matrix; needs a runner that can provide them
     concurrency: int = field(default_factory=default_concurrency)
 
     @property
@@ -46,7 +47,19 @@ async def gather(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list
         async with limiter:
             results[index] = await job()
 
-    async with anyio.create_task_group() as group:
-        for index, job in enumerate(jobs):
-            group.start_soon(one, index, job)
+    try:
+        async with anyio.create_task_group() as group:
+            for index, job in enumerate(jobs):
+                group.start_soon(one, index, job)
+    except BaseExceptionGroup as group_error:
+        # A job that could not start (tool missing, bad secret) must surface as itself, so
+        # the CLI maps it to its exit code instead of printing a task-group traceback.
+        first = _first_leaf(group_error)
+        raise first from None
     return results  # type: ignore[return-value]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -36,6 +36,9 @@ DEBIAN_IMAGE = (
 )
 
 
+UV_PIN = "uv==0.13.9"  # installs the Python tools and the project's dependencies in containers
+
+
 class Source(Enum):
     GO = "go"  # go install MODULE@vVERSION
     PYPI = "pypi"  # pip install NAME==VERSION (the project's dev extra pins the same)
@@ -77,14 +80,20 @@ class Tool:
         return self.container_binary or self.binary
 
 
-def _python_tool(name: str, version: str) -> Tool:
+def _python_tool(
+    name: str, version: str, *plugins: str, cache_dirs: tuple[tuple[str, str], ...] = ()
+) -> Tool:
     return Tool(
         name=name,
         version=version,
         source=Source.PYPI,
         package=name,
         image=PYTHON_IMAGE,
-        container_setup=(("pip", "install", "--no-cache-dir", f"{name}=={version}"),),
+        container_setup=(
+            ("pip", "install", "--no-cache-dir", f"{UV_PIN}"),
+            ("uv", "pip", "install", "--system", f"{name}=={version}", *plugins),
+        ),
+        cache_dirs=cache_dirs,
     )
 
 
@@ -114,9 +123,9 @@ TOOLS: dict[str, Tool] = {
             package="github.com/open-policy-agent/conftest",
             image="docker.io/openpolicyagent/conftest:v0.69.0@sha256:a38ba21668929a00dce2fe6ee43d1312228340bce5fd243f47dd0ce90516e558",
         ),
-        _python_tool("ruff", "0.17.6"),
-        _python_tool("mypy", "2.4.1"),
-        _python_tool("pytest", "9.2.0"),
+        _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"),)),
+        _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"),)),
+        _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0"),
         Tool(
             name="git",
             version="1:2.39.5-0+deb12u3",

@@ -18,7 +18,7 @@ import yaml
 
 from pipeline import reports
 from pipeline.discovery import RenderTarget, plan_targets
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, merged_values, parse_resources
 from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out
 from pipeline.run import Run, gather
@@ -73,14 +73,20 @@ async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
         outcome = Outcome(results, [], error)
         write_artifacts(run, outcome, checks)
         return outcome
-    outcome = await _validate_targets(run, targets, checks)
+    try:
+        outcome = await _validate_targets(run, targets, checks)
+    except SetupError as error:
+        # The machine is not ready (a tool is missing): still leave a complete report behind.
+        finding = Finding(check="setup", message=str(error), status=Status.ERROR)
+        outcome = Outcome([Result("setup", Status.ERROR, str(error), (finding,))], [], error)
     write_artifacts(run, outcome, checks)
     return outcome
 
 
 def _config_finding(error: ConfigError) -> Finding:
+    message = f"{error.field}: {error.message}" if error.field else error.message
     return Finding(
-        check="config", message=error.message, status=Status.ERROR, file=error.file, line=error.line
+        check="config", message=message, status=Status.ERROR, file=error.file, line=error.line
     )
 
 
@@ -205,7 +211,10 @@ def _lint_result(rendered: Sequence[Rendered]) -> Result:
                     check="helm-lint",
                     message=f"not linted: {reason}",
                     status=Status.ERROR,
-                    **_target_where(item),
+                    chart=item.target.chart.name,
+                    environment=item.target.environment,
+                    file=item.render[0].file if item.render else None,
+                    line=item.render[0].line if item.render else None,
                 )
             )
         elif item.lint or any(not s.ok for s in lint_steps):

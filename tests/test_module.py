@@ -46,6 +46,13 @@ EXPECTED_FUNCTIONS = {
     "tools",
     "tool_env",
     "schemas",
+    "lint",
+    "typecheck",
+    "test",
+    "ci",
+    "lint_env",
+    "typecheck_env",
+    "test_env",
 }
 
 
@@ -136,7 +143,8 @@ def test_arguments_and_defaults_are_registered(registration):
 
 def test_cli_verbs_and_dagger_functions_are_the_same_set():
     cli = {name.replace("-", "_") for name in VERBS}
-    dagger_functions = set(EXPECTED_FUNCTIONS) - {"check", "tool_env"}
+    containers = {"tool_env", "lint_env", "typecheck_env", "test_env"}
+    dagger_functions = set(EXPECTED_FUNCTIONS) - {"check"} - containers
     assert cli == dagger_functions
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagger
 from dagger import dag
 
-from pipeline.model import CONTAINER_MOUNTS, Arg, Ref, Root, SecretRef, Step, StepResult
+from pipeline.model import CONTAINER_MOUNTS, Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.tools import Tool, get_tool
 
 CACHE_PREFIX = "gitops-pipeline"
@@ -72,25 +72,32 @@ class DaggerRunner:
         container = tool_container(tool).with_mounted_directory(
             CONTAINER_MOUNTS[Root.SOURCE], self.source, read_only=True
         )
+        # Setup first: its layers depend only on the image and the source, so they stay
+        # cached across runs whose artifacts, environment or secrets differ.
+        for command in step.container_setup:
+            container = container.with_exec([self._arg(a) for a in command])
         out_inputs = tuple(r.path for r in step.inputs if r.root is Root.OUT)
         container = container.with_directory(
             CONTAINER_MOUNTS[Root.OUT], local_directory(self.out, out_inputs or ())
         )
         for name, value in step.env:
-            container = container.with_env_variable(name, value)
+            container = container.with_env_variable(name, self._arg(value))
         for secret in step.secrets:
             container = container.with_secret_variable(secret.variable, self._secret(secret))
         return container.with_workdir(container_path(step.workdir))
 
     def executed(self, step: Step) -> dagger.Container:
         tool = get_tool(step.tool)
-        argv = [tool.argv0_in_container(), *(self._arg(a) for a in step.args)]
+        argv0 = step.container_argv0 or tool.argv0_in_container()
+        argv = [argv0, *(self._arg(a) for a in step.args)]
         return self.container(step).with_exec(
             argv, expect=dagger.ReturnType.ANY, stdin=step.stdin or ""
         )
 
-    @staticmethod
-    def _arg(arg: Arg) -> str:
+    @classmethod
+    def _arg(cls, arg: Arg) -> str:
+        if isinstance(arg, Joined):
+            return "".join(cls._arg(part) for part in arg.parts)
         return container_path(arg) if isinstance(arg, Ref) else arg
 
     async def run(self, step: Step) -> StepResult:

@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import Process
 
 from pipeline.errors import ConfigError
-from pipeline.model import Arg, Ref, Root, SecretRef, Step, StepResult
+from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.tools import require
 
 TIMEOUT_EXIT_CODE = 124
@@ -31,13 +31,15 @@ class LocalRunner:
         return base / ref.path
 
     def _arg(self, arg: Arg) -> str:
+        if isinstance(arg, Joined):
+            return "".join(self._arg(part) for part in arg.parts)
         return str(self.resolve(arg)) if isinstance(arg, Ref) else arg
 
     async def run(self, step: Step) -> StepResult:
         binary = require(step.tool)
         argv = [str(binary), *(self._arg(a) for a in step.args)]
         secrets = {s.variable: _read_secret(s) for s in step.secrets}
-        env = {**os.environ, **dict(step.env), **secrets}
+        env = {**os.environ, **{k: self._arg(v) for k, v in step.env}, **secrets}
         cwd = self.resolve(step.workdir)
         started = time.monotonic()
         stdin = step.stdin.encode() if step.stdin is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.model import Arg, Ref, Step, StepResult
+from pipeline.model import Arg, Step, StepResult
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class RecordingRunner:
 
 
 def render_arg(arg: Arg) -> str:
-    return str(arg) if isinstance(arg, Ref) else arg
+    return arg if isinstance(arg, str) else str(arg)
 
 
 def describe(step: Step) -> str:

@@ -1,0 +1,66 @@
+"""`ci`: everything a pull request needs, concurrently, with one merged report.
+
+lint, typecheck, test and validate run side by side; every stage's result is
+reported even when another fails. summary.md, summary.json and junit.xml merge
+all stages; each stage's own artifacts stay beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from pipeline import pychecks, reports
+from pipeline.errors import ConfigError
+from pipeline.model import Finding, Result, Status
+from pipeline.run import Run, gather
+from pipeline.validate import Outcome, validate
+
+PYTHON_STAGES: dict[str, Callable[[Run], Awaitable[Result]]] = {
+    "lint-python": pychecks.lint,
+    "typecheck": pychecks.typecheck,
+    "test": pychecks.test,
+}
+
+
+async def _python_stage(run: Run, name: str) -> list[Result]:
+    try:
+        return [await PYTHON_STAGES[name](run)]
+    except ConfigError as error:
+        if run.config.python.paths:
+            finding = Finding(check=name, message=str(error), status=Status.ERROR)
+            return [Result(name, Status.ERROR, str(error), (finding,))]
+        return [Result(name, Status.SKIPPED, f"skipped: {error.message}")]
+
+
+async def _validate_stage(run: Run) -> Outcome:
+    return await validate(run)
+
+
+async def run_ci(run: Run) -> tuple[list[Result], Outcome]:
+    jobs: list[Callable[[], Awaitable[list[Result]]]] = [
+        partial(_python_stage, run, name) for name in PYTHON_STAGES
+    ]
+    outcome_box: list[Outcome] = []
+
+    async def validation() -> list[Result]:
+        outcome = await _validate_stage(run)
+        outcome_box.append(outcome)
+        return outcome.results
+
+    jobs.append(validation)
+    # Each stage bounds its own tool processes; the stages themselves all start at once.
+    finished = await gather(jobs, len(jobs))
+    results = [result for stage in finished for result in stage]
+    outcome = outcome_box[0]
+    write_merged(run, results, outcome)
+    return results, outcome
+
+
+def write_merged(run: Run, results: list[Result], outcome: Outcome) -> None:
+    extra = {"stages_run": [r.stage for r in results], "validate_status": outcome.status.value}
+    reports.write_json(run.out / "summary.json", reports.summary_json(results, extra))
+    reports.write_text(
+        run.out / "summary.md", reports.summary_markdown(results, "gitops-pipeline ci")
+    )
+    reports.write_text(run.out / "junit.xml", reports.junit_xml(results))

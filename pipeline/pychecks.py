@@ -1,0 +1,226 @@
+"""The Python stages of a pull request: lint (ruff), typecheck (mypy) and test (pytest).
+
+Each runs once per Python project (`python.paths` in pipeline.yaml, else the
+source root when it has a pyproject.toml), from the project's own directory so
+its configuration applies. Results are values; nothing here decides exit codes.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from pipeline import reports
+from pipeline.errors import ConfigError
+from pipeline.model import Finding, Result, Status, StepResult
+from pipeline.run import Run, gather
+from pipeline.runners.local import LocalRunner
+from pipeline.stages import mypy, pytest, ruff
+
+
+def python_projects(run: Run) -> list[str]:
+    paths = list(run.config.python.paths)
+    if not paths:
+        if (run.source / "pyproject.toml").is_file():
+            return ["."]
+        raise ConfigError(
+            "no Python project found: the source has no pyproject.toml and python.paths "
+            "is not set in pipeline.yaml",
+            file=run.source,
+        )
+    for path in paths:
+        if not (run.source / path).is_dir():
+            raise ConfigError(
+                "Python project directory does not exist",
+                file=run.config.file or run.source,
+                field=f"python.paths ({path})",
+            )
+    return paths
+
+
+def mypy_targets(run: Run, project: str) -> tuple[str, ...]:
+    """pipeline.yaml's targets, else none (mypy reads `files` from its config), else `.`."""
+    if run.config.python.mypy_targets:
+        return run.config.python.mypy_targets
+    pyproject = run.source / project / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            settings = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", file=pyproject) from None
+        if settings.get("tool", {}).get("mypy", {}).get("files"):
+            return ()
+    for name in ("mypy.ini", ".mypy.ini", "setup.cfg"):
+        config = run.source / project / name
+        if config.is_file() and "files" in config.read_text(encoding="utf-8", errors="replace"):
+            return ()
+    return (".",)
+
+
+def _status(findings: Sequence[Finding], steps: Sequence[StepResult]) -> Status:
+    if any(f.status is Status.ERROR for f in findings):
+        return Status.ERROR
+    if any(f.status.failed for f in findings) or any(not s.ok for s in steps):
+        return Status.FAILED
+    return Status.PASSED
+
+
+def _crashed(step: StepResult, check: str) -> Finding:
+    detail = (step.stderr or step.stdout).strip()[-800:]
+    return Finding(
+        check=check,
+        message=f"{step.step.tool} exited {step.exit_code} without findings: {detail}",
+        status=Status.ERROR,
+    )
+
+
+async def lint(run: Run) -> Result:
+    started = time.monotonic()
+    projects = python_projects(run)
+    jobs: list[Callable[[], Awaitable[StepResult]]] = []
+    for project in projects:
+        jobs.append(partial(run.runner.run, ruff.check_step(run.source, project)))
+        jobs.append(partial(run.runner.run, ruff.format_step(run.source, project)))
+    steps = await gather(jobs, run.concurrency)
+    findings: list[Finding] = []
+    diffs: list[str] = []
+    for index, project in enumerate(projects):
+        check, fmt = steps[2 * index], steps[2 * index + 1]
+        try:
+            found = ruff.check_findings(project, check.stdout, str(run.source))
+        except ruff.OutputError as exc:
+            found = [Finding(check="ruff", message=str(exc), status=Status.ERROR)]
+        if not check.ok and not found:
+            found = [_crashed(check, "ruff")]
+        findings += found
+        formatting = ruff.format_findings(project, fmt.stdout)
+        if not fmt.ok and not formatting:
+            formatting = [_crashed(fmt, "ruff-format")]
+        findings += formatting
+        if fmt.stdout.strip():
+            diffs.append(fmt.stdout)
+    reports.write_text(run.out / "ruff-format.diff", "".join(diffs))
+    problems = sum(1 for f in findings if f.status.failed)
+    summary = f"{problems} lint/format problem(s) in {', '.join(projects)}"
+    return Result(
+        "lint-python",
+        _status(findings, steps),
+        summary,
+        tuple(findings),
+        tuple(steps),
+        ("ruff-format.diff",),
+        time.monotonic() - started,
+    )
+
+
+async def typecheck(run: Run) -> Result:
+    started = time.monotonic()
+    projects = python_projects(run)
+    steps = await gather(
+        [partial(run.runner.run, mypy.step(run.source, p, mypy_targets(run, p))) for p in projects],
+        run.concurrency,
+    )
+    findings: list[Finding] = []
+    for project, step in zip(projects, steps, strict=True):
+        found = mypy.findings(project, step.stdout)
+        if not step.ok and not found:
+            found = [_crashed(step, "mypy")]
+        findings += found
+    summary = f"{len(findings)} type error(s) in {', '.join(projects)}"
+    return Result(
+        "typecheck",
+        _status(findings, steps),
+        summary,
+        tuple(findings),
+        tuple(steps),
+        duration=time.monotonic() - started,
+    )
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _matrix(run: Run) -> list[tuple[str, str | None]]:
+    projects = python_projects(run)
+    if not run.python_versions:
+        return [(project, None) for project in projects]
+    if isinstance(run.runner, LocalRunner):
+        raise ConfigError(
+            "a Python version matrix needs the Dagger runner (each version in its own "
+            "container); locally the tests run with this interpreter",
+            field="--python",
+        )
+    return [(project, python) for project in projects for python in run.python_versions]
+
+
+async def test(run: Run) -> Result:
+    started = time.monotonic()
+    matrix = _matrix(run)
+    steps = await gather(
+        [partial(run.runner.run, pytest.step(run.source, p, python)) for p, python in matrix],
+        run.concurrency,
+    )
+    findings: list[Finding] = []
+    artifacts: list[str] = []
+    totals: list[str] = []
+    for (project, python), step in zip(matrix, steps, strict=True):
+        paths = (pytest.junit_path(project, python), pytest.coverage_path(project, python))
+        report = pytest.parse(project, _read(run.out / paths[0]), _read(run.out / paths[1]))
+        artifacts += [p for p in paths if (run.out / p).is_file()]
+        findings += report.failures
+        findings += _test_verdicts(run, project, step, report)
+        coverage = (
+            f", coverage {report.coverage_percent:.1f}%"
+            if report.coverage_percent is not None
+            else ""
+        )
+        label = f"{project} (Python {python})" if python else project
+        totals.append(f"{label}: {report.tests} tests{coverage}")
+    return Result(
+        "test",
+        _status(findings, steps),
+        "; ".join(totals),
+        tuple(findings),
+        tuple(steps),
+        tuple(artifacts),
+        time.monotonic() - started,
+    )
+
+
+def _test_verdicts(
+    run: Run, project: str, step: StepResult, report: pytest.TestReport
+) -> list[Finding]:
+    if step.exit_code == pytest.NO_TESTS_COLLECTED:
+        return [
+            Finding(
+                check="pytest",
+                message="no tests were collected: add tests or fix testpaths/python_files; "
+                "a project without tests does not pass",
+                file=project,
+                status=Status.FAILED,
+                rule="no-tests",
+            )
+        ]
+    if not step.ok and not report.failures:
+        return [_crashed(step, "pytest")]
+    minimum = run.config.python.min_coverage
+    if (
+        minimum is not None
+        and report.coverage_percent is not None
+        and report.coverage_percent < minimum
+    ):
+        return [
+            Finding(
+                check="coverage",
+                message=f"coverage {report.coverage_percent:.1f}% is below the minimum "
+                f"{minimum:g}%",
+                file=project,
+                status=Status.FAILED,
+                rule="min-coverage",
+            )
+        ]
+    return []

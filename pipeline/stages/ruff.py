@@ -1,0 +1,94 @@
+"""ruff check (JSON findings) and ruff format --check --diff, in the project's own directory.
+
+Running from the project directory makes ruff honour that project's configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from pipeline.model import Finding, Status, Step, src
+from pipeline.stages import python_env
+
+_DIFF_FILE = re.compile(r"^--- (?P<file>\S+)$", re.MULTILINE)
+
+
+def check_step(source: Path, project: str) -> Step:
+    setup, _ = python_env.setup(source, project, "ruff")
+    return Step(
+        name=f"ruff-check:{project}",
+        tool="ruff",
+        args=("check", "--output-format", "json", "--no-fix", "--force-exclude", "."),
+        workdir=src(project),
+        inputs=(src(project),),
+        container_setup=setup,
+    )
+
+
+def format_step(source: Path, project: str) -> Step:
+    setup, _ = python_env.setup(source, project, "ruff")
+    return Step(
+        name=f"ruff-format:{project}",
+        tool="ruff",
+        args=("format", "--check", "--diff", "--force-exclude", "."),
+        workdir=src(project),
+        inputs=(src(project),),
+        container_setup=setup,
+    )
+
+
+class OutputError(ValueError):
+    pass
+
+
+def _relative(project: str, filename: str) -> str:
+    path = PurePosixPath(filename)
+    if path.is_absolute():
+        # ruff prints absolute paths; the project directory is the last part we know of.
+        parts = path.parts
+        marker = PurePosixPath(project).name
+        if project not in {"", "."} and marker in parts:
+            return str(PurePosixPath(project, *parts[len(parts) - parts[::-1].index(marker) :]))
+        return filename
+    return str(PurePosixPath(project) / path) if project not in {"", "."} else str(path)
+
+
+def check_findings(project: str, stdout: str, root: str = "") -> list[Finding]:
+    try:
+        items = json.loads(stdout or "[]")
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"ruff printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    findings: list[Finding] = []
+    for item in items:
+        filename = item.get("filename", "")
+        if root and filename.startswith(root):
+            filename = filename[len(root) :].lstrip("/")
+        else:
+            filename = _relative(project, filename)
+        findings.append(
+            Finding(
+                check="ruff",
+                message=item.get("message", ""),
+                file=filename,
+                line=(item.get("location") or {}).get("row"),
+                rule=item.get("code") or "syntax-error",
+            )
+        )
+    return findings
+
+
+def format_findings(project: str, stdout: str) -> list[Finding]:
+    prefix = "" if project in {"", "."} else f"{project}/"
+    return [
+        Finding(
+            check="ruff-format",
+            message="would be reformatted (see ruff-format.diff)",
+            file=f"{prefix}{match['file']}",
+            line=1,
+            rule="format",
+            status=Status.FAILED,
+        )
+        for match in _DIFF_FILE.finditer(stdout)
+    ]

@@ -1,0 +1,75 @@
+"""Shared paths, the fixture-repo copier and the pinned-tool skip helpers."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from pipeline.tools import INSTALL_SCRIPT, TOOLS, inspect_tool
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_CRDS = SHARED / "schemas" / "crds"
+FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
+POLICY = REPO_ROOT / "policy"
+RENDER_TOOLS = ("helm", "kubeconform", "conftest")
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fixture_repo(name: str, tmp_path: Path, *, policy_tests: bool = True) -> Path:
+    """A private copy of tests/fixtures/repos/<name>, with the repository's policy/ added.
+
+    Fixture repos have no policies of their own. ``policy_tests=False`` leaves out the
+    policies' unit tests (`*_test.rego`): `conftest verify` then has nothing to run, which
+    saves about a second per validate run in tests that are not about the policies' tests.
+    """
+    source = FIXTURE_REPOS / name
+    if not source.is_dir():
+        msg = f"no fixture repo named {name!r} in {FIXTURE_REPOS}"
+        raise FileNotFoundError(msg)
+    target = tmp_path / name
+    shutil.copytree(source, target)
+    ignore = None if policy_tests else shutil.ignore_patterns("*_test.rego")
+    shutil.copytree(POLICY, target / "policy", ignore=ignore)
+    return target
+
+
+def missing_tools(*names: str) -> list[str]:
+    return [name for name in names if not inspect_tool(TOOLS[name]).ok]
+
+
+def tool_marks(*names: str) -> list[pytest.MarkDecorator]:
+    """`pytestmark` for a module that runs the named pinned tools for real."""
+    missing = missing_tools(*names)
+    reason = (
+        f"pinned tool(s) {', '.join(missing)} not installed at the pinned version; "
+        f"run `bash {INSTALL_SCRIPT}`"
+    )
+    return [pytest.mark.tools, pytest.mark.skipif(bool(missing), reason=reason)]
+
+
+def requires_tools(*names: str) -> Callable[[F], F]:
+    """Decorator form of :func:`tool_marks` for single tests."""
+
+    def decorate(func: F) -> F:
+        for mark in tool_marks(*names):
+            func = mark(func)
+        return func
+
+    return decorate
+
+
+requires_shared = pytest.mark.skipif(
+    not SHARED_CRDS.is_dir(),
+    reason=f"shared CRD schemas not found at {SHARED_CRDS} (../shared is outside the repo)",
+)
