@@ -17,7 +17,7 @@ from pipeline.run import Run, gather
 from pipeline.validate import Outcome, validate
 
 PYTHON_STAGES: dict[str, Callable[[Run], Awaitable[Result]]] = {
-    "lint-python": pychecks.lint,
+    "lint": pychecks.lint,
     "typecheck": pychecks.typecheck,
     "test": pychecks.test,
 }

@@ -181,7 +181,7 @@ def _python_verb(name: str, stage: str, help_text: str) -> None:
         from pipeline.pychecks import lint, test, typecheck  # noqa: PLC0415
 
         assert run is not None  # noqa: S101
-        stages = {"lint-python": lint, "typecheck": typecheck, "test": test}
+        stages = {"lint": lint, "typecheck": typecheck, "test": test}
         result = await stages[stage](run)
         _print_results([result])
         reports.write_json(run.out / f"{name}.json", reports.summary_json([result], {}))
@@ -191,7 +191,7 @@ def _python_verb(name: str, stage: str, help_text: str) -> None:
     verb(name, help_text)(run_stage)
 
 
-_python_verb("lint", "lint-python", "ruff check and ruff format --check with the project's config")
+_python_verb("lint", "lint", "ruff check and ruff format --check with the project's config")
 _python_verb("typecheck", "typecheck", "mypy with the project's configuration")
 _python_verb("test", "test", "pytest with JUnit XML and coverage (XML and total) as artifacts")
 

@@ -190,7 +190,7 @@ class Pipeline:
     @function
     async def lint(self) -> dagger.Directory:
         """ruff check and ruff format --check (with the diff) per Python project."""
-        return await self._python_stage("lint-python")
+        return await self._python_stage("lint")
 
     @function
     async def typecheck(self) -> dagger.Directory:

@@ -106,7 +106,7 @@ async def lint(run: Run) -> Result:
     problems = sum(1 for f in findings if f.status.failed)
     summary = f"{problems} lint/format problem(s) in {', '.join(projects)}"
     return Result(
-        "lint-python",
+        "lint",
         _status(findings, steps),
         summary,
         tuple(findings),

@@ -235,7 +235,7 @@ def _lint_result(rendered: Sequence[Rendered]) -> Result:
     elif failed:
         status = Status.FAILED
     return Result(
-        "lint",
+        "helm-lint",
         status,
         f"{len(rendered) - failed}/{len(rendered)} chart environments lint clean",
         tuple(findings),

@@ -245,7 +245,7 @@ def test_ok_passes_every_stage(validated: Callable[[str], CliRun]) -> None:
 
     stages = {s["stage"]: s["status"] for s in run.summary()["stages"]}
     assert stages == {
-        "lint": "passed",
+        "helm-lint": "passed",
         "render": "passed",
         "kubeconform": "passed",
         "policy": "passed",
