@@ -176,7 +176,23 @@ def _print_results(results: Sequence[Result]) -> None:
                 out(f"  - {finding.location()}: {finding.message}")
 
 
-def _python_verb(name: str, stage: str, help_text: str) -> None:
+def _python_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        dest="python_versions",
+        metavar="VERSION",
+        help="test on these Python versions (repeatable; needs --runner dagger)",
+    )
+
+
+def _python_verb(
+    name: str,
+    stage: str,
+    help_text: str,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
     async def run_stage(_args: argparse.Namespace, run: Run | None) -> Status:
         from pipeline.pychecks import lint, test, typecheck  # noqa: PLC0415
 
@@ -188,12 +204,17 @@ def _python_verb(name: str, stage: str, help_text: str) -> None:
         out(f"artifacts: {run.out}")
         return result.status
 
-    verb(name, help_text)(run_stage)
+    verb(name, help_text, arguments=arguments)(run_stage)
 
 
 _python_verb("lint", "lint", "ruff check and ruff format --check with the project's config")
 _python_verb("typecheck", "typecheck", "mypy with the project's configuration")
-_python_verb("test", "test", "pytest with JUnit XML and coverage (XML and total) as artifacts")
+_python_verb(
+    "test",
+    "test",
+    "pytest with JUnit XML and coverage (XML and total) as artifacts",
+    _python_arguments,
+)
 
 
 @verb(
@@ -325,6 +346,7 @@ async def _run_verb(args: argparse.Namespace, item: Verb, config: Config, out_di
             schema_locations=tuple(getattr(args, "schema_location", ())),
             crd_schemas=tuple(p.resolve() for p in getattr(args, "crd_schemas", ())),
             release_version=getattr(args, "release_version", None),
+            python_versions=tuple(getattr(args, "python_versions", ())),
         )
         status = await item.func(args, run)
         if recorder is not None:

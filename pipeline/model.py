@@ -99,6 +99,7 @@ class Step:
     inputs: tuple[Ref, ...] = ()
     outputs: tuple[str, ...] = ()  # files the step writes, relative to the OUT root
     stdin: str | None = None
+    stdin_secret: SecretRef | None = None  # e.g. `docker login --password-stdin`
     timeout: float = 600.0
     # Containers only: commands that prepare the step's container (install the project's
     # dependencies, a Python version) and the binary to run there. The host is prepared once,

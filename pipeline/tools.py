@@ -137,6 +137,23 @@ TOOLS: dict[str, Tool] = {
                 ("apt-get", "install", "-y", "--no-install-recommends", "git=1:2.39.5-0+deb12u3"),
             ),
         ),
+        Tool(
+            name="docker",
+            version="20.10.24+dfsg1-1+deb12u1+b6",
+            source=Source.DEBIAN,
+            package="docker.io",
+            image=DEBIAN_IMAGE,
+            container_setup=(
+                ("apt-get", "update"),
+                (
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "docker.io=20.10.24+dfsg1-1+deb12u1+b6",
+                ),
+            ),
+        ),
     )
 }
 

@@ -90,9 +90,15 @@ class DaggerRunner:
         tool = get_tool(step.tool)
         argv0 = step.container_argv0 or tool.argv0_in_container()
         argv = [argv0, *(self._arg(a) for a in step.args)]
-        return self.container(step).with_exec(
-            argv, expect=dagger.ReturnType.ANY, stdin=step.stdin or ""
-        )
+        container = self.container(step)
+        if step.stdin_secret is not None:
+            # Dagger's stdin is plain text in the query; a secret goes in as a mounted file.
+            secret_file = f"/run/secrets/{step.stdin_secret.variable}"
+            container = container.with_mounted_secret(secret_file, self._secret(step.stdin_secret))
+            return container.with_exec(
+                argv, expect=dagger.ReturnType.ANY, redirect_stdin=secret_file
+            )
+        return container.with_exec(argv, expect=dagger.ReturnType.ANY, stdin=step.stdin or "")
 
     @classmethod
     def _arg(cls, arg: Arg) -> str:

@@ -43,12 +43,17 @@ class LocalRunner:
         cwd = self.resolve(step.workdir)
         started = time.monotonic()
         stdin = step.stdin.encode() if step.stdin is not None else None
+        redact = list(secrets.values())
+        if step.stdin_secret is not None:
+            secret_input = _read_secret(step.stdin_secret)
+            redact.append(secret_input)
+            stdin = secret_input.encode()
         exit_code, stdout, stderr = await _spawn(argv, cwd, env, stdin, step.timeout)
         return StepResult(
             step=step,
             exit_code=exit_code,
-            stdout=_redact(stdout, secrets.values()),
-            stderr=_redact(stderr, secrets.values()),
+            stdout=_redact(stdout, redact),
+            stderr=_redact(stderr, redact),
             outputs=tuple(o for o in step.outputs if (self.out / o).exists()),
             duration=time.monotonic() - started,
         )
