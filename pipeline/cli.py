@@ -8,6 +8,8 @@ unreachable). Errors print one line; the traceback only with -v.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
 import tempfile
 import traceback
@@ -232,6 +234,50 @@ async def ci_verb(_args: argparse.Namespace, run: Run | None) -> Status:
     if outcome.error is not None:
         raise outcome.error
     return reports.overall(results)
+
+
+def _version_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prerelease", metavar="TOKEN", help="a prerelease: X.Y.Z-TOKEN.N")
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+
+@verb(
+    "version",
+    "the next version from conventional commits since the last tag",
+    arguments=_version_arguments,
+)
+async def version_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.versioning import decide, decision_json  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
+    if args.json:
+        out(json.dumps(decision_json(decision), indent=2))
+    else:
+        out(decision.next or decision.current or "")
+    if not decision.released:
+        err(f"no release: no releasable commit since {decision.current_tag or 'the beginning'}")
+    return Status.PASSED
+
+
+def _changelog_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prerelease", metavar="TOKEN", help="notes for a prerelease")
+    parser.add_argument("--repo-url", help="https://github.com/OWNER/REPO, to link commits")
+
+
+@verb("changelog", "Markdown release notes for the next version", arguments=_changelog_arguments)
+async def changelog_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.changelog import changelog_markdown  # noqa: PLC0415
+    from pipeline.versioning import decide  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
+    version = decision.next or decision.current or "unreleased"
+    today = dt.datetime.now(dt.UTC).date()
+    out(changelog_markdown(decision, version=version, date=today, repo_url=args.repo_url))
+    if not decision.released:
+        err("no release: these notes describe no new version")
+    return Status.PASSED
 
 
 def _schemas_arguments(parser: argparse.ArgumentParser) -> None:

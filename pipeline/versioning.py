@@ -557,3 +557,28 @@ async def decide(runner: Runner, *, config: ReleaseConfig, prerelease: str | Non
         tag_format=config.tag_format,
     )
     return replace(decision, head=head, current_tag=current.name if current is not None else None)
+
+
+def decision_json(decision: Decision) -> dict[str, object]:
+    """The `version --json` shape: current, next (or null), bump and the commits counted."""
+    return {
+        "current": decision.current,
+        "next": decision.next,
+        "bump": decision.bump,
+        "current_tag": decision.current_tag,
+        "next_tag": decision.next_tag,
+        "commits": [
+            {
+                "sha": commit.sha,
+                "type": commit.type,
+                "scope": commit.scope,
+                "description": commit.description,
+                "breaking": commit.breaking,
+                "bump": commit.bump,
+            }
+            for commit in decision.commits
+        ],
+        "unparsed": [
+            {"sha": e.sha, "subject": e.subject, "reason": e.reason} for e in decision.unparsed
+        ],
+    }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.model import Step, src
+from pipeline.model import Ref, SecretRef, Step, src
 
 FIELD_SEPARATOR = "\x1f"
 RECORD_SEPARATOR = "\x1e"
@@ -165,3 +165,63 @@ def parse_status(stdout: str) -> list[StatusEntry]:
     """Changed and untracked paths; an empty list is a clean tree."""
     # No strip of the whole output: the first entry may start with a significant space.
     return [StatusEntry(code=line[:2], path=line[3:]) for line in stdout.splitlines() if line]
+
+
+# --- writing: the release tag --------------------------------------------------------------
+
+TOKEN_VARIABLE = "GITOPS_PIPELINE_GIT_TOKEN"  # noqa: S105 - a variable name, not a value
+# git asks GIT_ASKPASS for the user name and the password; the token answers the latter and
+# only ever travels in the environment, never in argv or a remote URL.
+ASKPASS_SCRIPT = f"""#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "${{GITOPS_PIPELINE_GIT_USER:-x-access-token}}" ;;
+  *) printf '%s\\n' "${TOKEN_VARIABLE}" ;;
+esac
+"""
+
+
+def commit_time_step() -> Step:
+    return Step(
+        name="git-commit-time",
+        tool="git",
+        args=("log", "-1", "--no-show-signature", "--format=%cI", "HEAD"),
+        workdir=src(),
+    )
+
+
+def remote_url_step(remote: str) -> Step:
+    return Step(
+        name="git-remote-url", tool="git", args=("remote", "get-url", remote), workdir=src()
+    )
+
+
+def annotate_tag_step(tag: str, message: str, commit: str) -> Step:
+    return Step(
+        name="git-tag",
+        tool="git",
+        args=("tag", "--annotate", tag, "--message", message, commit),
+        workdir=src(),
+    )
+
+
+def delete_tag_step(tag: str) -> Step:
+    return Step(name="git-tag-delete", tool="git", args=("tag", "--delete", tag), workdir=src())
+
+
+def push_tag_step(remote: str, tag: str, askpass: Ref, token: SecretRef | None) -> Step:
+    """Push exactly one tag; never forced, so an existing remote tag rejects the push."""
+    return Step(
+        name="git-push-tag",
+        tool="git",
+        args=("push", "--porcelain", remote, f"refs/tags/{tag}:refs/tags/{tag}"),
+        workdir=src(),
+        env=(("GIT_ASKPASS", askpass), ("GIT_TERMINAL_PROMPT", "0")),
+        secrets=(SecretRef(TOKEN_VARIABLE, token.source),) if token else (),
+        timeout=120.0,
+    )
+
+
+def push_rejected(stderr: str, stdout: str) -> bool:
+    """The remote refused the tag because it exists already (someone released first)."""
+    text = f"{stdout}\n{stderr}"
+    return "[rejected]" in text or "already exists" in text or "! refs/tags/" in text
