@@ -9,6 +9,14 @@ from typing import Any
 
 import yaml
 
+# libyaml when PyYAML was built with it: rendered charts run to thousands of lines.
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, C or Python
+
+
 _SOURCE = re.compile(r"^# Source: (?P<path>.+)$", re.MULTILINE)
 _SEPARATOR = re.compile(r"^---\s*$", re.MULTILINE)
 
@@ -34,7 +42,7 @@ def parse_resources(text: str) -> list[Resource]:
     resources: list[Resource] = []
     for chunk in split_documents(text):
         source = _SOURCE.search(chunk)
-        document = yaml.safe_load(chunk)
+        document = load_yaml(chunk)
         if not isinstance(document, dict):
             continue
         metadata = document.get("metadata") or {}

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import yaml
 
 from pipeline import reports
 from pipeline.discovery import RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.manifests import Resource, merged_values, parse_resources
+from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
 from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out
 from pipeline.run import Run, gather
 from pipeline.stages import conftest, helm, kubeconform
@@ -141,7 +143,8 @@ def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], A
         if template.ok:
             result.text = template.stdout
             try:
-                result.resources = parse_resources(template.stdout)
+                # Parsing a large render is CPU work: off the event loop, so tools keep starting.
+                result.resources = await anyio.to_thread.run_sync(parse_resources, template.stdout)
             except yaml.YAMLError as exc:
                 result.render.append(
                     Finding(
@@ -168,7 +171,7 @@ def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
     """A values file Helm could not parse, reported with its own file and line."""
     for values in target.values:
         try:
-            yaml.safe_load((source / values).read_text(encoding="utf-8"))
+            load_yaml((source / values).read_text(encoding="utf-8"))
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             return Finding(
@@ -519,7 +522,7 @@ def image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
     for item in rendered:
         documents = []
         for values in item.target.values:
-            loaded = yaml.safe_load((run.source / values).read_text(encoding="utf-8"))
+            loaded = load_yaml((run.source / values).read_text(encoding="utf-8"))
             documents.append(loaded if isinstance(loaded, dict) else {})
         image = merged_values(documents).get("image")
         tag = image.get("tag") if isinstance(image, dict) else None

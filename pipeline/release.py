@@ -1,0 +1,204 @@
+"""`release`: version, changelog, build, tag, publish — in an order that leaves no half-release.
+
+1. Decide the version from the history (nothing releasable: done, exit 0).
+2. Refuse a dirty working tree: the image must be built from the commit that is tagged.
+3. Build the image. Nothing has left the machine yet, so a failed build costs nothing.
+4. Tag the commit and push the tag. The tag is the claim on the version: a push the remote
+   rejects means someone released first, and the release stops before any image is pushed.
+5. Publish every image tag; all must resolve to one digest.
+
+A rerun on a commit that already carries its release tag republishes that version
+instead of making a new one, so retrying a release whose publish failed is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import publish, reports
+from pipeline.changelog import changelog_markdown
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.model import SecretRef, Step, StepResult, out
+from pipeline.run import Run
+from pipeline.stages import git
+from pipeline.versioning import Decision, GitError, decide
+
+ASKPASS = ".cache/git-askpass.sh"
+
+
+class ReleaseConflictError(PipelineError):
+    """Someone else claimed this version first; nothing was pushed by this run (exit 1)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    image: str  # registry/owner/name, lower-case, no tag
+    dockerfile: str = "app/Dockerfile"
+    context: str = "app"
+    remote: str = "origin"
+    git_token: SecretRef | None = None
+    registry_username: str | None = None
+    registry_password: SecretRef | None = None
+    prerelease: str | None = None
+    licenses: str = ""
+    source_url: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    repo_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    version: str | None
+    tag: str | None
+    released: bool  # False: nothing to release
+    republished: bool  # True: HEAD already carried this version's tag
+    pushed: tuple[publish.PushedRef, ...] = ()
+
+
+async def _checked(run: Run, step: Step) -> StepResult:
+    result = await run.runner.run(step)
+    if not result.ok:
+        raise GitError(step, (result.stderr or result.stdout).strip())
+    return result
+
+
+async def release(run: Run, options: ReleaseOptions) -> ReleaseOutcome:
+    publish.check_image_name(options.image)
+    decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
+    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
+    republish = decision.next is None and await _tagged_at_head(run, decision, head)
+    if decision.next is None and not republish:
+        _write_version_files(run.out, decision.current, None)
+        return ReleaseOutcome(
+            decision.current, decision.current_tag, released=False, republished=False
+        )
+    version = decision.next if decision.next is not None else decision.current
+    tag = decision.next_tag if decision.next is not None else decision.current_tag
+    if version is None or tag is None:  # unreachable: a release or a rerun has both
+        raise GitError(git.head_step(), "no version to release")
+    await _require_clean_tree(run)
+    notes = changelog_markdown(
+        decision, version=version, date=dt.datetime.now(dt.UTC).date(), repo_url=options.repo_url
+    )
+    reports.write_text(run.out / "release-notes.md", notes)
+
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
+        built = await publish.build(
+            run,
+            image=options.image,
+            dockerfile=options.dockerfile,
+            context=options.context,
+            labels=await _labels(run, options, version, head),
+            build_args=dict(options.build_args),
+            docker_config=Path(docker_config),
+        )
+        if not republish:
+            await _claim(run, options, tag, version, head)
+        pushed = await publish.publish(
+            run,
+            local_ref=built.local_ref,
+            image=options.image,
+            tags=publish.image_tags(version, head),
+            registry=options.image.split("/", 1)[0],
+            username=options.registry_username,
+            password=options.registry_password,
+            docker_config=Path(docker_config),
+        )
+    _write_version_files(run.out, version, version)
+    reports.write_json(
+        run.out / "image-digests.json",
+        {"image": options.image, "tags": [{"ref": p.ref, "digest": p.digest} for p in pushed]},
+    )
+    return ReleaseOutcome(version, tag, released=True, republished=republish, pushed=tuple(pushed))
+
+
+async def _tagged_at_head(run: Run, decision: Decision, head: str) -> bool:
+    """HEAD is exactly the commit of the current release tag: a rerun of that release."""
+    if decision.current_tag is None:
+        return False
+    tags = git.parse_tags((await _checked(run, git.tags_step(merged_into="HEAD"))).stdout)
+    return any(t.name == decision.current_tag and t.commit == head for t in tags)
+
+
+async def _require_clean_tree(run: Run) -> None:
+    status = await _checked(run, git.status_step())
+    dirty = [line for line in status.stdout.splitlines() if line.strip()]
+    if dirty:
+        shown = ", ".join(line[3:] for line in dirty[:5])
+        more = f" and {len(dirty) - 5} more" if len(dirty) > 5 else ""  # noqa: PLR2004
+        raise ConfigError(
+            f"the working tree has uncommitted changes ({shown}{more}); a release builds and "
+            "tags exactly one commit: commit or stash them first",
+            file=run.source,
+        )
+
+
+async def _labels(run: Run, options: ReleaseOptions, version: str, head: str) -> dict[str, str]:
+    # The commit time, not the build time: a rebuild of the same commit gets the same labels.
+    created = (await _checked(run, git.commit_time_step())).stdout.strip()
+    source_url = options.source_url or await _source_url(run, options.remote)
+    return publish.oci_labels(
+        title=options.image.rsplit("/", 1)[-1],
+        source=source_url or "",
+        version=version,
+        revision=head,
+        created=created,
+        licenses=options.licenses,
+    )
+
+
+async def _source_url(run: Run, remote: str) -> str | None:
+    result = await run.runner.run(git.remote_url_step(remote))
+    url = result.stdout.strip()
+    if not result.ok or not url.startswith(("https://", "http://")):
+        return None
+    # Credentials embedded in a remote URL must not end up in an image label.
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}".removesuffix(".git")
+
+
+async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head: str) -> None:
+    askpass = run.out / ASKPASS
+    reports.write_text(askpass, git.ASKPASS_SCRIPT)
+    askpass.chmod(0o700)
+    await _checked(run, git.annotate_tag_step(tag, f"Release {version}", head))
+    pushed = await run.runner.run(
+        git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token)
+    )
+    if pushed.ok:
+        return
+    # The local tag must not outlive a failed claim, or the next run would think it released.
+    await run.runner.run(git.delete_tag_step(tag))
+    if git.push_rejected(pushed.stderr, pushed.stdout):
+        raise ReleaseConflictError(
+            f"the remote '{options.remote}' rejected tag {tag}: it exists there already, so "
+            f"{version} was released by someone else; no image was pushed"
+        )
+    raise GitError(
+        git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token),
+        pushed.stderr.strip(),
+    )
+
+
+def _write_version_files(out_dir: Path, version: str | None, image_tag: str | None) -> None:
+    reports.write_text(out_dir / ".version", f"{version}\n" if version else "")
+    reports.write_text(out_dir / ".image-tag", f"{image_tag}\n" if image_tag else "")
+
+
+def outcome_json(outcome: ReleaseOutcome) -> str:
+    return json.dumps(
+        {
+            "version": outcome.version,
+            "tag": outcome.tag,
+            "released": outcome.released,
+            "republished": outcome.republished,
+            "pushed": [{"ref": p.ref, "digest": p.digest} for p in outcome.pushed],
+        },
+        indent=2,
+    )
