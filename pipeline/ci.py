@@ -13,6 +13,7 @@ from functools import partial
 from pipeline import pychecks, reports
 from pipeline.errors import ConfigError
 from pipeline.model import Finding, Result, Status
+from pipeline.pychecks import NoPythonProjectError
 from pipeline.run import Run, gather
 from pipeline.validate import Outcome, validate
 
@@ -23,23 +24,27 @@ PYTHON_STAGES: dict[str, Callable[[Run], Awaitable[Result]]] = {
 }
 
 
-async def _python_stage(run: Run, name: str) -> list[Result]:
+async def _python_stage(run: Run, name: str, errors: list[ConfigError]) -> list[Result]:
     try:
         return [await PYTHON_STAGES[name](run)]
+    except NoPythonProjectError as missing:
+        return [Result(name, Status.SKIPPED, f"skipped: {missing.message}")]
     except ConfigError as error:
-        if run.config.python.paths:
-            finding = Finding(check=name, message=str(error), status=Status.ERROR)
-            return [Result(name, Status.ERROR, str(error), (finding,))]
-        return [Result(name, Status.SKIPPED, f"skipped: {error.message}")]
+        # Reported with every other stage, then raised: a configuration error exits 2.
+        errors.append(error)
+        finding = Finding(check=name, message=str(error), status=Status.ERROR)
+        return [Result(name, Status.ERROR, str(error), (finding,))]
 
 
 async def _validate_stage(run: Run) -> Outcome:
     return await validate(run)
 
 
-async def run_ci(run: Run) -> tuple[list[Result], Outcome]:
+async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
+    """All stages' results, validate's outcome, and the first configuration error if any."""
+    errors: list[ConfigError] = []
     jobs: list[Callable[[], Awaitable[list[Result]]]] = [
-        partial(_python_stage, run, name) for name in PYTHON_STAGES
+        partial(_python_stage, run, name, errors) for name in PYTHON_STAGES
     ]
     outcome_box: list[Outcome] = []
 
@@ -54,7 +59,7 @@ async def run_ci(run: Run) -> tuple[list[Result], Outcome]:
     results = [result for stage in finished for result in stage]
     outcome = outcome_box[0]
     write_merged(run, results, outcome)
-    return results, outcome
+    return results, outcome, errors[0] if errors else None
 
 
 def write_merged(run: Run, results: list[Result], outcome: Outcome) -> None:

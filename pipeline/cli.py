@@ -17,18 +17,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from pipeline import __version__, reports
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.model import Result, Status
+from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
 from pipeline.run import Run
 from pipeline.runners import Runner
 from pipeline.runners.local import LocalRunner
 from pipeline.runners.recording import RecordingRunner, describe
+
+if TYPE_CHECKING:
+    from pipeline.release import ReleaseOptions
 
 EXIT = {Status.PASSED: 0, Status.SKIPPED: 0, Status.FAILED: 1, Status.ERROR: 1}
 
@@ -228,11 +232,13 @@ async def ci_verb(_args: argparse.Namespace, run: Run | None) -> Status:
     from pipeline.ci import run_ci  # noqa: PLC0415
 
     assert run is not None  # noqa: S101
-    results, outcome = await run_ci(run)
+    results, outcome, config_error = await run_ci(run)
     _print_results(results)
     out(f"artifacts: {run.out}")
     if outcome.error is not None:
         raise outcome.error
+    if config_error is not None:
+        raise config_error
     return reports.overall(results)
 
 
@@ -277,6 +283,127 @@ async def changelog_verb(args: argparse.Namespace, run: Run | None) -> Status:
     out(changelog_markdown(decision, version=version, date=today, repo_url=args.repo_url))
     if not decision.released:
         err("no release: these notes describe no new version")
+    return Status.PASSED
+
+
+def secret_reference(flag: str) -> Callable[[str], SecretRef]:
+    """argparse type: a secret by reference only (env:NAME or file:PATH), never a value."""
+
+    def parse(text: str) -> SecretRef:
+        scheme = text.partition(":")[0]
+        if scheme not in {"env", "file"} or ":" not in text:
+            # The text may be the secret itself: never repeat it.
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes a reference, env:NAME or file:PATH, not a value"
+            )
+        return SecretRef(flag.removeprefix("--").replace("-", "_").upper(), text)
+
+    return parse
+
+
+def _image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image", help="registry/owner/name, lower-case (default: image.repository)"
+    )
+    parser.add_argument("--dockerfile", help="default: image.dockerfile (app/Dockerfile)")
+    parser.add_argument("--context", help="build context (default: image.context, app)")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--licenses", default="", help="SPDX id for org.opencontainers.image.licenses"
+    )
+    parser.add_argument(
+        "--source-url", help="org.opencontainers.image.source (default: the git remote)"
+    )
+    parser.add_argument("--registry-username", help="registry user (GHCR: the GitHub actor)")
+    parser.add_argument(
+        "--registry-password",
+        type=secret_reference("--registry-password"),
+        metavar="REF",
+        help="env:NAME or file:PATH; sent to docker login on stdin",
+    )
+
+
+def _release_arguments(parser: argparse.ArgumentParser) -> None:
+    _image_arguments(parser)
+    parser.add_argument("--prerelease", metavar="TOKEN", help="release X.Y.Z-TOKEN.N")
+    parser.add_argument("--remote", default="origin", help="git remote the tag is pushed to")
+    parser.add_argument(
+        "--git-token",
+        type=secret_reference("--git-token"),
+        metavar="REF",
+        help="env:NAME or file:PATH; given to git through GIT_ASKPASS, never in a URL",
+    )
+    parser.add_argument("--repo-url", help="https://github.com/OWNER/REPO, to link the notes")
+
+
+def release_options(args: argparse.Namespace, run: Run) -> ReleaseOptions:
+    from pipeline.release import ReleaseOptions  # noqa: PLC0415
+
+    image = args.image or run.config.image.repository
+    if not image:
+        raise ConfigError("no image: pass --image or set image.repository", field="--image")
+    build_args: list[tuple[str, str]] = []
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--build-arg")
+        build_args.append((key, value))
+    return ReleaseOptions(
+        image=image,
+        dockerfile=args.dockerfile or run.config.image.dockerfile,
+        context=args.context or run.config.image.context,
+        remote=getattr(args, "remote", "origin"),
+        git_token=getattr(args, "git_token", None),
+        registry_username=args.registry_username,
+        registry_password=args.registry_password,
+        prerelease=getattr(args, "prerelease", None),
+        licenses=args.licenses,
+        source_url=args.source_url,
+        build_args=tuple(build_args),
+        repo_url=getattr(args, "repo_url", None),
+    )
+
+
+@verb(
+    "build",
+    "build the image with OCI labels (version from the history)",
+    arguments=_image_arguments,
+)
+async def build_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.release import build_only  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    out(await build_only(run, release_options(args, run)))
+    return Status.PASSED
+
+
+@verb(
+    "publish",
+    "build, then push the version's tags (X.Y.Z, X.Y, X, latest, sha-)",
+    arguments=_image_arguments,
+)
+async def publish_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.release import publish_only  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    for pushed in await publish_only(run, release_options(args, run)):
+        out(f"{pushed.ref}@{pushed.digest}")
+    return Status.PASSED
+
+
+@verb(
+    "release",
+    "version, changelog, build, tag push, publish; safe to rerun",
+    arguments=_release_arguments,
+)
+async def release_verb(args: argparse.Namespace, run: Run | None) -> Status:
+    from pipeline.release import outcome_json, release  # noqa: PLC0415
+
+    assert run is not None  # noqa: S101
+    outcome = await release(run, release_options(args, run))
+    out(outcome_json(outcome))
+    if not outcome.released:
+        err(f"no release: nothing releasable since {outcome.tag or 'the beginning'}")
     return Status.PASSED
 
 

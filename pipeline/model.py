@@ -106,6 +106,8 @@ class Step:
     # by ci/local.sh and ci/install-tools.sh, so the local runner ignores both.
     container_setup: tuple[tuple[Arg, ...], ...] = ()
     container_argv0: str | None = None
+    # The step changes the source (a git tag): containers carry the change to later steps.
+    writes_source: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,26 +9,33 @@ so CI can export the reports; `check` raises instead, for `dagger check`.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import tempfile
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from pipeline import reports
+from pipeline import publish, reports
+from pipeline.changelog import changelog_markdown
 from pipeline.ci import PYTHON_STAGES, run_ci
-from pipeline.config import DEFAULT_KUBERNETES_VERSION, load_config
+from pipeline.config import DEFAULT_KUBERNETES_VERSION, Config, load_config
+from pipeline.dagger_images import DaggerImages
 from pipeline.errors import ConfigError
-from pipeline.model import Step
+from pipeline.model import SecretRef, Step
 from pipeline.plan import plan_text
 from pipeline.pychecks import mypy_targets, python_projects
+from pipeline.release import ReleaseOptions, image_labels, release, version_and_head
 from pipeline.run import Run
 from pipeline.runners.dagger_runner import DaggerRunner, local_directory, tool_container
 from pipeline.stages import mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
 from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, Outcome, validate
+from pipeline.versioning import decide, decision_json
 
 SOURCE_IGNORE = [
     ".git",
@@ -56,6 +63,16 @@ CrdSchemas = Annotated[
     dagger.Directory | None,
     Doc("CRD JSON schemas in the CRDs-catalog layout, added to the bundled location"),
 ]
+GitDir = Annotated[
+    dagger.Directory,
+    DefaultPath("/.git"),
+    Doc("the repository's .git directory: the history versions are computed from"),
+]
+Image = Annotated[str, Doc("registry/owner/name, lower-case (default: image.repository)")]
+# The release tag's identity in CI, where no git user is configured.
+RELEASE_TAGGER = ("gitops-pipeline", "gitops-pipeline@users.noreply.github.com")
+# Secrets given to the module are looked up by this reference, never resolved from the host.
+GIT_TOKEN_REFERENCE = "env:GITOPS_PIPELINE_GIT_TOKEN"  # noqa: S105 - a lookup key
 ReleaseVersion = Annotated[str, Doc("release version written to .version and .image-tag")]
 
 
@@ -260,8 +277,129 @@ class Pipeline:
             schema_locations=tuple(schema_location or ()),
             crd_schemas=crd_paths,
         )
-        await run_ci(run)
+        await run_ci(run)  # failures are in the returned summary.json, like validate's
         return artifacts_directory(out)
+
+    # --- release ---------------------------------------------------------------------------
+
+    async def _release_run(self, git_dir: dagger.Directory) -> tuple[Run, DaggerRunner]:
+        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        config = load_config(await self._local_source(workdir))
+        out = workdir / "artifacts"
+        out.mkdir()
+        # The history lives beside the work tree, as in a checkout; `source` ignores .git.
+        runner = DaggerRunner(source=self.source.with_directory(".git", git_dir), out=out)
+        return Run(config=config, runner=runner, out=out), runner
+
+    @function
+    async def version(
+        self,
+        git_dir: GitDir,
+        prerelease: Annotated[str, Doc("a prerelease token: X.Y.Z-TOKEN.N")] = "",
+        json_output: Annotated[bool, Doc("the whole decision as JSON")] = False,
+    ) -> str:
+        """The next version from conventional commits since the last release tag."""
+        run, _ = await self._release_run(git_dir)
+        decision = await decide(
+            run.runner, config=run.config.release, prerelease=prerelease or None
+        )
+        if json_output:
+            return json.dumps(decision_json(decision), indent=2)
+        return decision.next or decision.current or ""
+
+    @function
+    async def changelog(
+        self,
+        git_dir: GitDir,
+        prerelease: Annotated[str, Doc("notes for a prerelease")] = "",
+        repo_url: Annotated[str, Doc("https://github.com/OWNER/REPO, to link commits")] = "",
+    ) -> str:
+        """Markdown release notes for the next version, breaking changes first."""
+        run, _ = await self._release_run(git_dir)
+        decision = await decide(
+            run.runner, config=run.config.release, prerelease=prerelease or None
+        )
+        version = decision.next or decision.current or "unreleased"
+        today = dt.datetime.now(dt.UTC).date()
+        return changelog_markdown(decision, version=version, date=today, repo_url=repo_url or None)
+
+    def _release_options(
+        self, config: Config, image: str, registry_username: str, prerelease: str = ""
+    ) -> ReleaseOptions:
+        repository = image or config.image.repository
+        if not repository:
+            raise ConfigError("no image: pass --image or set image.repository", field="image")
+        return ReleaseOptions(
+            image=repository,
+            dockerfile=config.image.dockerfile,
+            context=config.image.context,
+            registry_username=registry_username or None,
+            prerelease=prerelease or None,
+            tagger=RELEASE_TAGGER,
+        )
+
+    @function
+    async def build(
+        self,
+        git_dir: GitDir,
+        image: Image = "",
+        platform: Annotated[list[str] | None, Doc("platforms, e.g. linux/amd64")] = None,
+    ) -> dagger.Container:
+        """The image of the version the history gives, with OCI labels (first platform)."""
+        run, runner = await self._release_run(git_dir)
+        options = self._release_options(run.config, image, "")
+        publish.check_image_name(options.image)
+        version, head = await version_and_head(run, options)
+        images = DaggerImages(runner.source, options, platforms=platform or ())
+        return images.containers(await image_labels(run, options, version, head))[0]
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def publish(
+        self,
+        git_dir: GitDir,
+        registry_password: Annotated[dagger.Secret, Doc("registry token, e.g. env:GITHUB_TOKEN")],
+        image: Image = "",
+        registry_username: Annotated[str, Doc("registry user (GHCR: the GitHub actor)")] = "",
+        platform: Annotated[list[str] | None, Doc("platforms, e.g. linux/amd64")] = None,
+    ) -> list[str]:
+        """Build and push X.Y.Z, X.Y, X, latest and sha-<7>; returns the references with digest."""
+        run, runner = await self._release_run(git_dir)
+        options = self._release_options(run.config, image, registry_username)
+        publish.check_image_name(options.image)
+        version, head = await version_and_head(run, options)
+        images = DaggerImages(runner.source, options, registry_password, platform or ())
+        built = await images.build(
+            labels=await image_labels(run, options, version, head), revision=head
+        )
+        pushed = await images.push(built, tags=publish.image_tags(version, head))
+        return [f"{p.ref}@{p.digest}" for p in pushed]
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def release(  # noqa: PLR0917 - Dagger functions take their arguments by name
+        self,
+        git_dir: GitDir,
+        registry_password: Annotated[dagger.Secret, Doc("registry token, e.g. env:GITHUB_TOKEN")],
+        git_token: Annotated[
+            dagger.Secret | None, Doc("token that may push the tag, e.g. env:GITHUB_TOKEN")
+        ] = None,
+        image: Image = "",
+        registry_username: Annotated[str, Doc("registry user (GHCR: the GitHub actor)")] = "",
+        remote: Annotated[str, Doc("git remote the tag is pushed to")] = "origin",
+        prerelease: Annotated[str, Doc("release X.Y.Z-TOKEN.N")] = "",
+        platform: Annotated[list[str] | None, Doc("platforms, e.g. linux/amd64")] = None,
+    ) -> dagger.Directory:
+        """Version, changelog, build, tag push, publish; returns .version, notes and digests."""
+        run, runner = await self._release_run(git_dir)
+        if git_token is not None:
+            runner.secrets = {GIT_TOKEN_REFERENCE: git_token}
+        options = replace(
+            self._release_options(run.config, image, registry_username, prerelease),
+            remote=remote,
+            git_token=SecretRef("GIT_TOKEN", GIT_TOKEN_REFERENCE) if git_token else None,
+        )
+        images = DaggerImages(runner.source, options, registry_password, platform or ())
+        await release(run, options, images)
+        return artifacts_directory(run.out)
 
     @function
     async def plan(self, env: Environments = None) -> str:

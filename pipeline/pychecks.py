@@ -7,6 +7,7 @@ its configuration applies. Results are values; nothing here decides exit codes.
 
 from __future__ import annotations
 
+import configparser
 import time
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,12 +22,16 @@ from pipeline.runners.local import LocalRunner
 from pipeline.stages import mypy, pytest, ruff
 
 
+class NoPythonProjectError(ConfigError):
+    """The source has no Python project at all (a charts-only repository)."""
+
+
 def python_projects(run: Run) -> list[str]:
     paths = list(run.config.python.paths)
     if not paths:
         if (run.source / "pyproject.toml").is_file():
             return ["."]
-        raise ConfigError(
+        raise NoPythonProjectError(
             "no Python project found: the source has no pyproject.toml and python.paths "
             "is not set in pipeline.yaml",
             file=run.source,
@@ -55,9 +60,18 @@ def mypy_targets(run: Run, project: str) -> tuple[str, ...]:
             return ()
     for name in ("mypy.ini", ".mypy.ini", "setup.cfg"):
         config = run.source / project / name
-        if config.is_file() and "files" in config.read_text(encoding="utf-8", errors="replace"):
+        if config.is_file() and _ini_mypy_files(config):
             return ()
     return (".",)
+
+
+def _ini_mypy_files(path: Path) -> bool:
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"invalid INI: {exc}", file=path) from None
+    return parser.has_option("mypy", "files")
 
 
 def _status(findings: Sequence[Finding], steps: Sequence[StepResult]) -> Status:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipeline import publish, reports
 from pipeline.changelog import changelog_markdown
@@ -28,6 +30,50 @@ from pipeline.stages import git
 from pipeline.versioning import Decision, GitError, decide
 
 ASKPASS = ".cache/git-askpass.sh"
+
+
+class ImageBackend(Protocol):
+    """Builds and pushes the image: the docker CLI locally, Dagger's API in the module."""
+
+    async def build(self, *, labels: Mapping[str, str], revision: str) -> str:
+        """Build the image; return a reference `push` understands."""
+        ...
+
+    async def push(self, built: str, *, tags: Sequence[str]) -> list[publish.PushedRef]: ...
+
+
+@dataclass
+class DockerImages:
+    """The local Docker engine through the runner; logins live in a throw-away DOCKER_CONFIG."""
+
+    run: Run
+    options: ReleaseOptions
+    docker_config: Path
+
+    async def build(self, *, labels: Mapping[str, str], revision: str) -> str:
+        built = await publish.build(
+            self.run,
+            image=self.options.image,
+            dockerfile=self.options.dockerfile,
+            context=self.options.context,
+            labels=labels,
+            build_args=dict(self.options.build_args),
+            docker_config=self.docker_config,
+            revision=revision,
+        )
+        return built.local_ref
+
+    async def push(self, built: str, *, tags: Sequence[str]) -> list[publish.PushedRef]:
+        return await publish.publish(
+            self.run,
+            local_ref=built,
+            image=self.options.image,
+            tags=tags,
+            registry=publish.registry_of(self.options.image),
+            username=self.options.registry_username,
+            password=self.options.registry_password,
+            docker_config=self.docker_config,
+        )
 
 
 class ReleaseConflictError(PipelineError):
@@ -50,6 +96,7 @@ class ReleaseOptions:
     source_url: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     repo_url: str | None = None
+    tagger: tuple[str, str] | None = None  # (name, email) of the release tag; default: git's
 
 
 @dataclass(frozen=True)
@@ -68,7 +115,17 @@ async def _checked(run: Run, step: Step) -> StepResult:
     return result
 
 
-async def release(run: Run, options: ReleaseOptions) -> ReleaseOutcome:
+async def release(
+    run: Run, options: ReleaseOptions, images: ImageBackend | None = None
+) -> ReleaseOutcome:
+    """Release with `images` (default: the local Docker engine)."""
+    if images is not None:
+        return await _release(run, options, images)
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
+        return await _release(run, options, DockerImages(run, options, Path(docker_config)))
+
+
+async def _release(run: Run, options: ReleaseOptions, images: ImageBackend) -> ReleaseOutcome:
     publish.check_image_name(options.image)
     decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
     head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
@@ -88,28 +145,12 @@ async def release(run: Run, options: ReleaseOptions) -> ReleaseOutcome:
     )
     reports.write_text(run.out / "release-notes.md", notes)
 
-    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
-        built = await publish.build(
-            run,
-            image=options.image,
-            dockerfile=options.dockerfile,
-            context=options.context,
-            labels=await _labels(run, options, version, head),
-            build_args=dict(options.build_args),
-            docker_config=Path(docker_config),
-        )
-        if not republish:
-            await _claim(run, options, tag, version, head)
-        pushed = await publish.publish(
-            run,
-            local_ref=built.local_ref,
-            image=options.image,
-            tags=publish.image_tags(version, head),
-            registry=options.image.split("/", 1)[0],
-            username=options.registry_username,
-            password=options.registry_password,
-            docker_config=Path(docker_config),
-        )
+    built = await images.build(
+        labels=await image_labels(run, options, version, head), revision=head
+    )
+    if not republish:
+        await _claim(run, options, tag, version, head)
+    pushed = await images.push(built, tags=publish.image_tags(version, head))
     _write_version_files(run.out, version, version)
     reports.write_json(
         run.out / "image-digests.json",
@@ -139,7 +180,9 @@ async def _require_clean_tree(run: Run) -> None:
         )
 
 
-async def _labels(run: Run, options: ReleaseOptions, version: str, head: str) -> dict[str, str]:
+async def image_labels(
+    run: Run, options: ReleaseOptions, version: str, head: str
+) -> dict[str, str]:
     # The commit time, not the build time: a rebuild of the same commit gets the same labels.
     created = (await _checked(run, git.commit_time_step())).stdout.strip()
     source_url = options.source_url or await _source_url(run, options.remote)
@@ -167,7 +210,7 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
     askpass = run.out / ASKPASS
     reports.write_text(askpass, git.ASKPASS_SCRIPT)
     askpass.chmod(0o700)
-    await _checked(run, git.annotate_tag_step(tag, f"Release {version}", head))
+    await _checked(run, git.annotate_tag_step(tag, f"Release {version}", head, options.tagger))
     pushed = await run.runner.run(
         git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token)
     )
@@ -184,6 +227,40 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
         git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token),
         pushed.stderr.strip(),
     )
+
+
+async def version_and_head(run: Run, options: ReleaseOptions) -> tuple[str, str]:
+    decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
+    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
+    version = decision.next or decision.current
+    if version is None:
+        raise ConfigError(
+            "nothing was ever released and nothing is releasable: no version to build"
+        )
+    return version, head
+
+
+async def build_only(run: Run, options: ReleaseOptions) -> str:
+    """Build the image for the version the history gives; returns the local reference."""
+    publish.check_image_name(options.image)
+    version, head = await version_and_head(run, options)
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
+        images = DockerImages(run, options, Path(docker_config))
+        return await images.build(
+            labels=await image_labels(run, options, version, head), revision=head
+        )
+
+
+async def publish_only(run: Run, options: ReleaseOptions) -> list[publish.PushedRef]:
+    """Build and push the version's tags without tagging git (for images outside releases)."""
+    publish.check_image_name(options.image)
+    version, head = await version_and_head(run, options)
+    with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
+        images = DockerImages(run, options, Path(docker_config))
+        built = await images.build(
+            labels=await image_labels(run, options, version, head), revision=head
+        )
+        return await images.push(built, tags=publish.image_tags(version, head))
 
 
 def _write_version_files(out_dir: Path, version: str | None, image_tag: str | None) -> None:

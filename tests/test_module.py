@@ -19,10 +19,12 @@ from dagger.mod import default_module
 from pipeline import module as pipeline_module
 from pipeline.cli import VERBS
 from pipeline.config import load_config
+from pipeline.dagger_images import DaggerImages
 from pipeline.discovery import plan_targets
 from pipeline.model import SecretRef, Step, out
+from pipeline.release import ReleaseOptions
 from pipeline.runners.dagger_runner import DaggerRunner
-from pipeline.stages import helm, kubeconform
+from pipeline.stages import git, helm, kubeconform
 from pipeline.testing.dagger_capture import QueryRecorder, capture
 from pipeline.tools import TOOLS
 
@@ -53,6 +55,11 @@ EXPECTED_FUNCTIONS = {
     "lint_env",
     "typecheck_env",
     "test_env",
+    "version",
+    "changelog",
+    "build",
+    "publish",
+    "release",
 }
 
 
@@ -152,7 +159,7 @@ def _documents(recorder: QueryRecorder) -> str:
     """All queries on one line, without dagger-io's field aliases, for substring checks."""
     text = " ".join(" ".join(q.document for q in recorder.queries).split())
     text = re.sub(r"\b(\w+): \1\b", r"\1", text)
-    return text.replace("( ", "(").replace(" )", ")")
+    return text.replace("( ", "(").replace(" )", ")").replace('", "', '" "')
 
 
 async def test_helm_template_step_query_is_valid_and_uses_the_pinned_image(tmp_path):
@@ -234,3 +241,60 @@ async def test_validate_function_sends_only_valid_queries(tmp_path, monkeypatch)
     # The policy stage ran both of its steps: the policies' unit tests and the manifests.
     assert '"conftest" "verify"' in text
     assert '"conftest" "test"' in text
+
+
+def _release_options(**overrides: object) -> ReleaseOptions:
+    values: dict[str, object] = {
+        "image": "ghcr.io/acme/chat",
+        "dockerfile": "app/Dockerfile",
+        "context": "app",
+        "registry_username": "bot",
+        "build_args": (("PYTHON", "3.12"),),
+    }
+    values.update(overrides)
+    return ReleaseOptions(**values)  # type: ignore[arg-type]
+
+
+async def test_dagger_images_build_and_publish_every_tag_with_auth_by_reference():
+    plaintext = "ghp_never-in-a-query"
+    tags = ["1.2.3", "1.2", "1", "latest", "sha-abc1234"]
+    with capture(SCHEMA) as recorder:
+        password = dag.secret("env://REGISTRY_TOKEN")
+        images = DaggerImages(
+            dag.directory(), _release_options(), password, platforms=("linux/amd64", "linux/arm64")
+        )
+        labels = {"org.opencontainers.image.version": "1.2.3"}
+        built = await images.build(labels=labels, revision="abc1234def")
+        pushed = await images.push(built, tags=tags)
+    assert recorder.errors() == []
+    assert [p.ref for p in pushed] == [f"ghcr.io/acme/chat:{t}" for t in tags]
+    text = _documents(recorder)
+    # The context is app/, and app/Dockerfile is dagger's default name inside it.
+    assert 'directory(path: "app") { dockerBuild(platform: "linux/amd64"' in text
+    assert '{ name: "PYTHON", value: "3.12" }' in text
+    assert 'platform: "linux/arm64"' in text
+    assert 'withLabel(name: "org.opencontainers.image.version", value: "1.2.3")' in text
+    assert 'withRegistryAuth(address: "ghcr.io" username: "bot"' in text
+    for tag in tags:
+        assert f'publish(address: "ghcr.io/acme/chat:{tag}"' in text
+    assert "platformVariants" in text
+    assert not recorder.contains_text(plaintext)
+
+
+async def test_a_step_that_writes_the_source_hands_its_result_to_the_next_step(tmp_path):
+    with capture(SCHEMA) as recorder:
+        runner = DaggerRunner(source=dag.directory(), out=tmp_path)
+        original = runner.source
+        await runner.run(git.annotate_tag_step("v1.0.0", "Release 1.0.0", "abc", ("bot", "b@x")))
+        assert runner.source is not original
+        (tmp_path / ".cache").mkdir()
+        (tmp_path / ".cache" / "askpass.sh").write_text(git.ASKPASS_SCRIPT)
+        (tmp_path / ".cache" / "askpass.sh").chmod(0o700)
+        token = SecretRef("GIT_TOKEN", "env:GITOPS_PIPELINE_GIT_TOKEN")
+        await runner.run(git.push_tag_step("origin", "v1.0.0", out(".cache/askpass.sh"), token))
+    assert recorder.errors() == []
+    text = _documents(recorder)
+    assert 'withDirectory(path: "/src"' in text  # writable for the tag
+    assert '"tag" "--annotate" "v1.0.0"' in text
+    assert "permissions: 448" in text  # the askpass script stays executable (0o700)
+    assert 'withSecretVariable(name: "GITOPS_PIPELINE_GIT_TOKEN"' in text

@@ -157,7 +157,8 @@ def test_require_checks_the_table_version(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_unknown_tool_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"unknown tool 'helmfile'.*known: conftest, git, helm"):
+    known = r"known: conftest, docker, git, helm"
+    with pytest.raises(ConfigError, match=rf"unknown tool 'helmfile'.*{known}"):
         get_tool("helmfile")
 
 

@@ -42,7 +42,11 @@ def local_directory(path: Path, names: tuple[str, ...] | None = None) -> dagger.
         for file in files:
             if file.is_file():
                 relative = str(file.relative_to(path))
-                directory = directory.with_new_file(relative, file.read_text(encoding="utf-8"))
+                directory = directory.with_new_file(
+                    relative,
+                    file.read_text(encoding="utf-8"),
+                    permissions=file.stat().st_mode & 0o777,  # keeps scripts executable
+                )
     return directory
 
 
@@ -69,9 +73,14 @@ class DaggerRunner:
     def container(self, step: Step) -> dagger.Container:
         """The prepared container of a step, without the step's command (for `terminal`)."""
         tool = get_tool(step.tool)
-        container = tool_container(tool).with_mounted_directory(
-            CONTAINER_MOUNTS[Root.SOURCE], self.source, read_only=True
-        )
+        if step.writes_source:
+            container = tool_container(tool).with_directory(
+                CONTAINER_MOUNTS[Root.SOURCE], self.source
+            )
+        else:
+            container = tool_container(tool).with_mounted_directory(
+                CONTAINER_MOUNTS[Root.SOURCE], self.source, read_only=True
+            )
         # Setup first: its layers depend only on the image and the source, so they stay
         # cached across runs whose artifacts, environment or secrets differ.
         for command in step.container_setup:
@@ -110,6 +119,9 @@ class DaggerRunner:
         started = time.monotonic()
         executed = self.executed(step)
         exit_code = await executed.exit_code()
+        if step.writes_source and exit_code == 0:
+            # Each step is a fresh container: later steps see the change through the source.
+            self.source = executed.directory(CONTAINER_MOUNTS[Root.SOURCE])
         stdout = await executed.stdout()
         stderr = await executed.stderr()
         produced: tuple[str, ...] = ()

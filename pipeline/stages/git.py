@@ -195,17 +195,31 @@ def remote_url_step(remote: str) -> Step:
     )
 
 
-def annotate_tag_step(tag: str, message: str, commit: str) -> Step:
+def annotate_tag_step(
+    tag: str, message: str, commit: str, tagger: tuple[str, str] | None = None
+) -> Step:
+    """An annotated tag; `tagger` (name, email) overrides git's configured identity."""
+    identity = (
+        (("GIT_COMMITTER_NAME", tagger[0]), ("GIT_COMMITTER_EMAIL", tagger[1])) if tagger else ()
+    )
     return Step(
         name="git-tag",
         tool="git",
         args=("tag", "--annotate", tag, "--message", message, commit),
         workdir=src(),
+        env=identity,
+        writes_source=True,
     )
 
 
 def delete_tag_step(tag: str) -> Step:
-    return Step(name="git-tag-delete", tool="git", args=("tag", "--delete", tag), workdir=src())
+    return Step(
+        name="git-tag-delete",
+        tool="git",
+        args=("tag", "--delete", tag),
+        workdir=src(),
+        writes_source=True,
+    )
 
 
 def push_tag_step(remote: str, tag: str, askpass: Ref, token: SecretRef | None) -> Step:
@@ -216,6 +230,7 @@ def push_tag_step(remote: str, tag: str, askpass: Ref, token: SecretRef | None) 
         args=("push", "--porcelain", remote, f"refs/tags/{tag}:refs/tags/{tag}"),
         workdir=src(),
         env=(("GIT_ASKPASS", askpass), ("GIT_TERMINAL_PROMPT", "0")),
+        inputs=(askpass,),
         secrets=(SecretRef(TOKEN_VARIABLE, token.source),) if token else (),
         timeout=120.0,
     )

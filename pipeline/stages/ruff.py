@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from pipeline.model import Finding, Status, Step, src
 from pipeline.stages import python_env
 
-_DIFF_FILE = re.compile(r"^--- (?P<file>\S+)$", re.MULTILINE)
+_DIFF_FILE = re.compile(r"^--- (?P<file>\S+)\n\+\+\+ \S+\n@@ -(?P<line>\d+)", re.MULTILINE)
 
 
 def check_step(source: Path, project: str) -> Step:
@@ -86,7 +86,7 @@ def format_findings(project: str, stdout: str) -> list[Finding]:
             check="ruff-format",
             message="would be reformatted (see ruff-format.diff)",
             file=f"{prefix}{match['file']}",
-            line=1,
+            line=int(match["line"]),
             rule="format",
             status=Status.FAILED,
         )
