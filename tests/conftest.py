@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -73,3 +74,18 @@ requires_shared = pytest.mark.skipif(
     not SHARED_CRDS.is_dir(),
     reason=f"shared CRD schemas not found at {SHARED_CRDS} (../shared is outside the repo)",
 )
+
+
+REQUIRE_ALL = "GITOPS_PIPELINE_REQUIRE_ALL"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (GITOPS_PIPELINE_REQUIRE_ALL=1) a skipped test is a failure: nothing may hide."""
+    del item, call
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and os.environ.get(REQUIRE_ALL) == "1" and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
