@@ -7,3 +7,5 @@ venv=${VENV:-.venv}
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy" --strict pipeline
 "$venv/bin/pytest" "$@"
+# The example service is a project of its own, with its own configuration.
+(cd app && "../$venv/bin/mypy" && "../$venv/bin/pytest" -q -p no:cacheprovider)
