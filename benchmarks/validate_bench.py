@@ -69,8 +69,10 @@ async def main(rounds: int) -> None:
         crds = (SHARED_CRDS,) if SHARED_CRDS.is_dir() else ()
         out = Path(scratch) / "out"
 
+        cache = Path(scratch) / "cache"  # as the CLI does for host runs: the schema bundle
+
         def make_run(runner: object, out_dir: Path) -> Run:
-            return Run(config, runner, out_dir, crd_schemas=crds)  # type: ignore[arg-type]
+            return Run(config, runner, out_dir, crd_schemas=crds, schema_cache=cache)  # type: ignore[arg-type]
 
         await concurrent(make_run(LocalRunner(source, out), out))  # warm-up; outputs for (a)
         recorder = RecordingRunner(responder=dry_run_reply)

@@ -26,7 +26,7 @@ from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
-from pipeline.run import Run
+from pipeline.run import Run, default_cache_dir
 from pipeline.runners import Runner
 from pipeline.runners.local import LocalRunner
 from pipeline.runners.recording import RecordingRunner, describe
@@ -520,6 +520,7 @@ async def _run_verb(args: argparse.Namespace, item: Verb, config: Config, out_di
             crd_schemas=tuple(p.resolve() for p in getattr(args, "crd_schemas", ())),
             release_version=getattr(args, "release_version", None),
             python_versions=tuple(getattr(args, "python_versions", ())),
+            schema_cache=default_cache_dir() if isinstance(runner, LocalRunner) else None,
         )
         status = await item.func(args, run)
         if recorder is not None:

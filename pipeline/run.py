@@ -31,6 +31,9 @@ class Run:
     crd_schemas: tuple[Path, ...] = ()  # added to kubeconform.crd_schemas
     release_version: str | None = None
     python_versions: tuple[str, ...] = ()  # a test matrix; needs a runner that can provide them
+    # Where host runs keep what is worth keeping between runs (the offline schema bundle).
+    # None when steps run elsewhere (containers), which then get what they need through OUT.
+    schema_cache: Path | None = None
     concurrency: int = field(default_factory=default_concurrency)
 
     @property
@@ -63,3 +66,11 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+def default_cache_dir() -> Path:
+    override = os.environ.get("GITOPS_PIPELINE_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gitops-pipeline"

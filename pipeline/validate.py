@@ -8,6 +8,9 @@ step fails or the configuration is wrong; what was produced stays on disk.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -101,14 +104,16 @@ async def _validate_targets(
     ]
     verifying = "policy" in checks and (run.source / run.config.policy.path).is_dir()
     if verifying:
-        jobs.append(
+        # The policies' unit tests are the longest single step: start them first.
+        jobs.insert(
+            0,
             lambda: run.runner.run(
                 conftest.verify_step(run.config.policy.path, run.config.policy.data)
-            )
+            ),
         )
     finished = await gather(jobs, run.concurrency)
-    rendered: list[Rendered] = finished[: len(targets)]
-    verify: StepResult | None = finished[len(targets)] if verifying else None
+    verify: StepResult | None = finished.pop(0) if verifying else None
+    rendered: list[Rendered] = finished
     render_seconds = time.monotonic() - started
     _write_rendered(run.out, rendered)
 
@@ -305,6 +310,9 @@ def _owner(filename: str, index: dict[str, Rendered]) -> Rendered | None:
     return None
 
 
+CRD_TEMPLATE = "crds/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+
+
 def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
     configured = run.schema_locations or run.config.kubeconform.schema_locations
     locations: list[Arg] = []
@@ -312,23 +320,55 @@ def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
         if location != BUNDLED:
             locations.append(location)
             continue
-        from pipeline.schemas import write_schema_bundle  # noqa: PLC0415 - heavy, only when used
-
         crd_dirs = [run.source / d for d in run.config.kubeconform.crd_schemas]
         crd_dirs += list(run.crd_schemas)
+        if run.schema_cache is not None:
+            # On the host: one full bundle per version and CRD set, built once and reused.
+            root = _cached_bundle(run.schema_cache, run.config.kubernetes_version, crd_dirs)
+            locations += [str(root), f"{root}/{CRD_TEMPLATE}"]
+            continue
+        from pipeline.schemas import write_schema_bundle  # noqa: PLC0415 - heavy, only when used
+
+        # In containers the bundle travels with the step: only the kinds this render uses.
         write_schema_bundle(
             run.out / SCHEMA_CACHE,
             run.config.kubernetes_version,
             crd_dirs,
             kinds=_builtin_kinds(rendered),
         )
-        locations += [
-            out(SCHEMA_CACHE),
-            out(
-                f"{SCHEMA_CACHE}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json"
-            ),
-        ]
+        locations += [out(SCHEMA_CACHE), out(f"{SCHEMA_CACHE}/{CRD_TEMPLATE}")]
     return locations
+
+
+def _cached_bundle(cache: Path, version: str, crd_dirs: Sequence[Path]) -> Path:
+    from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
+
+    fingerprint = hashlib.sha256(f"{version}\n{_package_version()}".encode())
+    for crd_dir in crd_dirs:
+        for file in sorted(crd_dir.rglob("*.json")) if crd_dir.is_dir() else [crd_dir]:
+            stat = file.stat()
+            fingerprint.update(
+                f"{file.relative_to(crd_dir.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode()
+            )
+    root = cache / "schemas" / f"v{version}-{fingerprint.hexdigest()[:16]}"
+    if (root / ".complete").is_file():
+        return root
+    # Built beside its final name and renamed, so a concurrent run never reads half a bundle.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{root.name}-", dir=root.parent))
+    write_schema_bundle(staging, version, crd_dirs)
+    (staging / ".complete").write_text("", encoding="utf-8")
+    try:
+        staging.rename(root)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another run finished first; use its bundle
+    return root
+
+
+def _package_version() -> str:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    return version("kubernetes-validate")
 
 
 def _builtin_kinds(rendered: Sequence[Rendered]) -> set[str]:
