@@ -463,6 +463,29 @@ async def publish(
     return pushed
 
 
+async def check_login(
+    run: Run,
+    *,
+    registry: str,
+    username: str | None,
+    password: SecretRef | None,
+    docker_config: Path,
+) -> None:
+    """Log in once (then out) before anything is claimed: a wrong token fails the release early."""
+    if password is None:
+        return
+    if username is None:
+        raise ConfigError("a registry password needs a username", field="username")
+    client = _Registry(run, registry, username, retries=3, backoff=1.0, sleep=anyio.sleep)
+    try:
+        await client.call(
+            docker.login_step(registry, username, password, docker_config=docker_config),
+            f"docker login to {registry} as {username}",
+        )
+    finally:
+        await _logout(run, registry, docker_config)
+
+
 async def _push_one(client: _Registry, local_ref: str, ref: str, docker_config: Path) -> PushedRef:
     tagged = await client.run.runner.run(
         docker.tag_step(local_ref, ref, docker_config=docker_config)

@@ -35,6 +35,10 @@ ASKPASS = ".cache/git-askpass.sh"
 class ImageBackend(Protocol):
     """Builds and pushes the image: the docker CLI locally, Dagger's API in the module."""
 
+    async def check_access(self) -> None:
+        """Fail now if the registry will refuse the push (before the version is claimed)."""
+        ...
+
     async def build(self, *, labels: Mapping[str, str], revision: str) -> str:
         """Build the image; return a reference `push` understands."""
         ...
@@ -49,6 +53,15 @@ class DockerImages:
     run: Run
     options: ReleaseOptions
     docker_config: Path
+
+    async def check_access(self) -> None:
+        await publish.check_login(
+            self.run,
+            registry=publish.registry_of(self.options.image),
+            username=self.options.registry_username,
+            password=self.options.registry_password,
+            docker_config=self.docker_config,
+        )
 
     async def build(self, *, labels: Mapping[str, str], revision: str) -> str:
         built = await publish.build(
@@ -148,6 +161,7 @@ async def _release(run: Run, options: ReleaseOptions, images: ImageBackend) -> R
     built = await images.build(
         labels=await image_labels(run, options, version, head), revision=head
     )
+    await images.check_access()  # a refused login must fail before the version is claimed
     if not republish:
         await _claim(run, options, tag, version, head)
     pushed = await images.push(built, tags=publish.image_tags(version, head))
@@ -169,7 +183,11 @@ async def _tagged_at_head(run: Run, decision: Decision, head: str) -> bool:
 
 async def _require_clean_tree(run: Run) -> None:
     status = await _checked(run, git.status_step())
-    dirty = [line for line in status.stdout.splitlines() if line.strip()]
+    dirty = [
+        line
+        for line in status.stdout.splitlines()
+        if line.strip() and not _is_own_output(run, line[3:])
+    ]
     if dirty:
         shown = ", ".join(line[3:] for line in dirty[:5])
         more = f" and {len(dirty) - 5} more" if len(dirty) > 5 else ""  # noqa: PLR2004
@@ -178,6 +196,17 @@ async def _require_clean_tree(run: Run) -> None:
             "tags exactly one commit: commit or stash them first",
             file=run.source,
         )
+
+
+def _is_own_output(run: Run, path: str) -> bool:
+    """The artifacts directory may sit inside the repository (the default `artifacts/`)."""
+    try:
+        inside = run.out.resolve().relative_to(run.source.resolve())
+    except ValueError:
+        return False
+    own = inside.as_posix()
+    changed = path.strip('"')  # porcelain quotes paths with unusual characters
+    return changed == own or f"{changed}/".startswith(f"{own}/")
 
 
 async def image_labels(
@@ -214,11 +243,12 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
     pushed = await run.runner.run(
         git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token)
     )
-    if pushed.ok:
+    if pushed.ok and git.tag_created(pushed.stdout, tag):
         return
     # The local tag must not outlive a failed claim, or the next run would think it released.
     await run.runner.run(git.delete_tag_step(tag))
-    if git.push_rejected(pushed.stderr, pushed.stdout):
+    if pushed.ok or git.push_rejected(pushed.stderr, pushed.stdout):
+        # ok without "created": an identical tag was there already, made by another run.
         raise ReleaseConflictError(
             f"the remote '{options.remote}' rejected tag {tag}: it exists there already, so "
             f"{version} was released by someone else; no image was pushed"

@@ -239,4 +239,13 @@ def push_tag_step(remote: str, tag: str, askpass: Ref, token: SecretRef | None) 
 def push_rejected(stderr: str, stdout: str) -> bool:
     """The remote refused the tag because it exists already (someone released first)."""
     text = f"{stdout}\n{stderr}"
-    return "[rejected]" in text or "already exists" in text or "! refs/tags/" in text
+    # --porcelain marks a refused ref with "!" and a tab; servers word the reason differently.
+    return any(
+        marker in text
+        for marker in ("[rejected]", "[remote rejected]", "already exists", "!\trefs/tags/")
+    )
+
+
+def tag_created(stdout: str, tag: str) -> bool:
+    """--porcelain prints "*" for a ref this push created ("=" when it was already there)."""
+    return any(line.startswith(f"*\trefs/tags/{tag}:") for line in stdout.splitlines())

@@ -23,6 +23,23 @@ private dagger-io API, so this module is tied to the pinned ``dagger-io==0.21.11
 
 These are process-wide patches: one :func:`capture` at a time per process
 (nesting works, running captures concurrently in threads does not).
+
+Scripted answers: a test that needs a command's output passes ``stdout``,
+``stderr`` and/or ``exit_code`` callables. When a ``Container`` field of that name
+is answered, the recorder walks the chain that produced the container back to its
+last ``withExec`` and calls the callable with that exec's ``args``; ``None`` (or no
+``withExec`` in the container's own chain) keeps the default dummy answer::
+
+    def stdout(args: list[str]) -> str | None:
+        return "false\n" if args[1:] == ["rev-parse", "--is-shallow-repository"] else None
+
+    with capture(schema, stdout=stdout) as recorder:
+        ...
+
+The chain is followed through ``node(id:)`` (how ``sync()`` reloads a container), so
+``await (await ctr.sync()).stdout()`` is scripted like ``await ctr.stdout()``. It
+stops at the first object that is not a ``Container``: a container built by
+``Directory.dockerBuild`` from a directory of an exec'd container has run nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +49,7 @@ import dataclasses
 import functools
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,7 +64,7 @@ from gql.transport.async_transport import AsyncTransport
 from gql.transport.exceptions import TransportQueryError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncGenerator, Awaitable, Iterator
 
     from gql import GraphQLRequest
     from gql.dsl import DSLSelectable
@@ -55,6 +72,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FAKE_ID_PREFIX",
     "CapturedQuery",
+    "ExitCodeAnswer",
+    "OutputAnswer",
     "QueryRecorder",
     "UnbuildableQueryError",
     "capture",
@@ -63,6 +82,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Scripted answers get the `args` of the container's last `withExec`; None: the dummy.
+OutputAnswer = Callable[[list[str]], str | None]
+ExitCodeAnswer = Callable[[list[str]], int | None]
 
 FAKE_ID_PREFIX = "fakeid:"
 
@@ -83,10 +106,14 @@ _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 @dataclasses.dataclass(frozen=True)
 class CapturedQuery:
-    """One query as dagger-io sent it (or, if its builder refused it, as rendered by hand)."""
+    """One query as dagger-io sent it (or, if its builder refused it, as rendered by hand).
+
+    ``response`` is the data the recorder answered with; None for a refused query.
+    """
 
     document: str
     variables: dict[str, object] | None
+    response: dict[str, Any] | None = None
 
 
 class UnbuildableQueryError(InvalidQueryError):
@@ -99,9 +126,37 @@ class UnbuildableQueryError(InvalidQueryError):
 
 @dataclasses.dataclass(frozen=True)
 class _Object:
-    """An answered object, identified by the chain of fields that produced it."""
+    """An answered object, identified by the chain of fields that produced it.
+
+    ``chain`` is (parent, field name, arguments as text, list index). The type and the
+    arguments as values ride along for scripted answers; identity is the chain alone.
+    """
 
     chain: tuple[object, ...]
+    type_name: str = dataclasses.field(default="", compare=False)
+    arguments: Mapping[str, object] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def parent(self) -> _Object | None:
+        parent = self.chain[0]
+        return parent if isinstance(parent, _Object) else None
+
+    @property
+    def field_name(self) -> object:
+        return self.chain[1]
+
+
+def _last_exec_args(container: _Object) -> list[str] | None:
+    """The `args` of the last `withExec` in a container's own chain (None: nothing ran)."""
+    current: _Object | None = container
+    while current is not None and current.type_name == "Container":
+        if current.field_name == "withExec":
+            args = current.arguments.get("args")
+            return [str(arg) for arg in args] if isinstance(args, list) else None
+        current = current.parent
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,14 +173,29 @@ class QueryRecorder:
     / ``0`` / ``True`` for other scalars, the first value of an enum, ``[]`` for
     scalar lists and ``object_list_length`` elements for object lists. ``export``
     answers with its ``path`` argument and ``publish`` with its address pinned
-    to a dummy digest, since callers tend to use those values.
+    to a dummy digest, since callers tend to use those values. ``stdout``, ``stderr``
+    and ``exit_code`` script a ``Container``'s answers from its last ``withExec``
+    (see the module docstring).
     """
 
-    def __init__(self, schema: graphql.GraphQLSchema, *, object_list_length: int = 1) -> None:
+    def __init__(
+        self,
+        schema: graphql.GraphQLSchema,
+        *,
+        object_list_length: int = 1,
+        stdout: OutputAnswer | None = None,
+        stderr: OutputAnswer | None = None,
+        exit_code: ExitCodeAnswer | None = None,
+    ) -> None:
         self.schema = schema
         self.queries: list[CapturedQuery] = []
         self._entries: list[_Entry] = []
         self._object_list_length = object_list_length
+        self._scripts: dict[str, Callable[[list[str]], object]] = {
+            name: script
+            for name, script in (("stdout", stdout), ("stderr", stderr), ("exitCode", exit_code))
+            if script is not None
+        }
         self._ids = itertools.count(1)
         self._ids_by_object: dict[_Object, str] = {}
         self._objects_by_id: dict[str, _Object] = {}
@@ -180,6 +250,7 @@ class QueryRecorder:
         Invalid queries raise ``TransportQueryError`` with GraphQL-formatted errors,
         which dagger-io turns into ``dagger.QueryError`` like an engine rejection.
         """
+        index = len(self._entries)
         errors = self.record(request.document, request.variable_values)
         if errors:
             raise TransportQueryError(
@@ -199,6 +270,10 @@ class QueryRecorder:
         if result.data is None:
             msg = "fake engine produced no data for a valid query"
             raise TransportQueryError(msg)
+        entry = self._entries[index]
+        answered = dataclasses.replace(entry.query, response=result.data)
+        self._entries[index] = dataclasses.replace(entry, query=answered)
+        self.queries[index] = answered
         return result.data
 
     def _resolve_field(
@@ -206,6 +281,12 @@ class QueryRecorder:
     ) -> object:
         # Positional-only: some schema arguments are called `source`.
         parent = source if isinstance(source, _Object) else None
+        script = self._scripts.get(info.field_name)
+        if script is not None and parent is not None and info.parent_type.name == "Container":
+            exec_args = _last_exec_args(parent)
+            answer = script(exec_args) if exec_args is not None else None
+            if answer is not None:
+                return _checked_answer(info.field_name, exec_args, answer)
         return self._dummy(info.return_type, info.field_name, args, parent, index=None)
 
     def _dummy(
@@ -228,7 +309,11 @@ class QueryRecorder:
             return []
         if graphql.is_composite_type(type_):
             loaded = self._objects_by_id.get(str(args.get("id"))) if field_name == "node" else None
-            return loaded or _Object((parent, field_name, repr(sorted(args.items())), index))
+            return loaded or _Object(
+                (parent, field_name, repr(sorted(args.items())), index),
+                type_name=graphql.get_named_type(type_).name,
+                arguments=dict(args),
+            )
         if isinstance(type_, graphql.GraphQLEnumType):
             return next(iter(type_.values.values())).value
         if not isinstance(type_, graphql.GraphQLScalarType):
@@ -278,6 +363,18 @@ class QueryRecorder:
         return min(possible) if possible else None
 
 
+def _checked_answer(field_name: str, exec_args: list[str] | None, answer: object) -> object:
+    """A scripted answer of the field's type; anything else names the exec it was for."""
+    wanted = int if field_name == "exitCode" else str
+    if type(answer) is not wanted:
+        msg = (
+            f"scripted {field_name} for withExec {exec_args!r} must be "
+            f"{wanted.__name__} or None, got {answer!r}"
+        )
+        raise TypeError(msg)
+    return answer
+
+
 def _scalar(
     type_name: str, field_name: str, args: Mapping[str, object], *, non_null: bool
 ) -> object:
@@ -306,9 +403,26 @@ def _build_schema(path: Path, _mtime_ns: int) -> graphql.GraphQLSchema:
 
 
 @contextlib.contextmanager
-def capture(schema_path: Path, *, object_list_length: int = 1) -> Iterator[QueryRecorder]:
-    """Send every dagger-io query made inside the block to a new :class:`QueryRecorder`."""
-    recorder = QueryRecorder(load_engine_schema(schema_path), object_list_length=object_list_length)
+def capture(
+    schema_path: Path,
+    *,
+    object_list_length: int = 1,
+    stdout: OutputAnswer | None = None,
+    stderr: OutputAnswer | None = None,
+    exit_code: ExitCodeAnswer | None = None,
+) -> Iterator[QueryRecorder]:
+    """Send every dagger-io query made inside the block to a new :class:`QueryRecorder`.
+
+    ``stdout``, ``stderr`` and ``exit_code`` script the answers for containers by the
+    ``args`` of their last ``withExec``; a callable returning None keeps the dummy.
+    """
+    recorder = QueryRecorder(
+        load_engine_schema(schema_path),
+        object_list_length=object_list_length,
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=exit_code,
+    )
     session = _RecordingSession(recorder)
     shared = SharedConnection()
     saved_session = shared._session
@@ -331,9 +445,18 @@ async def run_offline(
     coro_factory: Callable[[], Awaitable[T]],
     *,
     object_list_length: int = 1,
+    stdout: OutputAnswer | None = None,
+    stderr: OutputAnswer | None = None,
+    exit_code: ExitCodeAnswer | None = None,
 ) -> tuple[T, QueryRecorder]:
     """Await ``coro_factory()`` inside :func:`capture`; return its result and the recorder."""
-    with capture(schema_path, object_list_length=object_list_length) as recorder:
+    with capture(
+        schema_path,
+        object_list_length=object_list_length,
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=exit_code,
+    ) as recorder:
         result = await coro_factory()
     return result, recorder
 
