@@ -94,14 +94,14 @@ class Pipeline:
         await self.source.export(str(local))
         return local
 
-    async def _outcome(
+    async def _checks_run(
         self,
-        checks: Collection[str],
         env: list[str] | None,
         schema_location: list[str] | None,
         crd_schemas: dagger.Directory | None,
-        release_version: str,
-    ) -> tuple[Outcome, Path]:
+        release_version: str = "",
+    ) -> Run:
+        """A run over a local copy of the source, tools in containers, artifacts on local disk."""
         workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
         crd_paths: tuple[Path, ...] = ()
         if crd_schemas is not None:
@@ -109,7 +109,7 @@ class Pipeline:
             crd_paths = (workdir / "crds",)
         config = load_config(await self._local_source(workdir))
         out = workdir / "artifacts"
-        run = Run(
+        return Run(
             config=config,
             runner=DaggerRunner(source=self.source, out=out),
             out=out,
@@ -118,7 +118,17 @@ class Pipeline:
             crd_schemas=crd_paths,
             release_version=release_version or None,
         )
-        return await validate(run, checks), out
+
+    async def _outcome(
+        self,
+        checks: Collection[str],
+        env: list[str] | None,
+        schema_location: list[str] | None,
+        crd_schemas: dagger.Directory | None,
+        release_version: str,
+    ) -> tuple[Outcome, Path]:
+        run = await self._checks_run(env, schema_location, crd_schemas, release_version)
+        return await validate(run, checks), run.out
 
     async def _artifacts(
         self,
@@ -262,23 +272,9 @@ class Pipeline:
         crd_schemas: CrdSchemas = None,
     ) -> dagger.Directory:
         """lint, typecheck, test and validate concurrently; one merged summary.md and junit.xml."""
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
-        crd_paths: tuple[Path, ...] = ()
-        if crd_schemas is not None:
-            await crd_schemas.export(str(workdir / "crds"))
-            crd_paths = (workdir / "crds",)
-        config = load_config(await self._local_source(workdir))
-        out = workdir / "artifacts"
-        run = Run(
-            config=config,
-            runner=DaggerRunner(source=self.source, out=out),
-            out=out,
-            environments=tuple(env or ()),
-            schema_locations=tuple(schema_location or ()),
-            crd_schemas=crd_paths,
-        )
+        run = await self._checks_run(env, schema_location, crd_schemas)
         await run_ci(run)  # failures are in the returned summary.json, like validate's
-        return artifacts_directory(out)
+        return artifacts_directory(run.out)
 
     # --- release ---------------------------------------------------------------------------
 
