@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -36,15 +37,17 @@ if TYPE_CHECKING:
 
 EXIT = {Status.PASSED: 0, Status.SKIPPED: 0, Status.FAILED: 1, Status.ERROR: 1}
 
-VerbFunc = Callable[[argparse.Namespace, Run | None], Awaitable[Status]]
+VerbFunc = Callable[[argparse.Namespace, Run], Awaitable[Status]]
+MachineVerbFunc = Callable[[argparse.Namespace], Awaitable[Status]]
 
 
 @dataclass(frozen=True)
 class Verb:
     name: str
     help: str
-    func: VerbFunc
-    needs_run: bool  # False for verbs that inspect the machine rather than a repository
+    # Verbs about a repository get a Run; verbs about this machine (tools) get none.
+    func: VerbFunc | None
+    machine_func: MachineVerbFunc | None = None
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
@@ -55,13 +58,22 @@ def verb(
     name: str,
     help_text: str,
     *,
-    needs_run: bool = True,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> Callable[[VerbFunc], VerbFunc]:
     """Register a verb; the registry is the CLI, in the order verbs are declared."""
 
     def register(func: VerbFunc) -> VerbFunc:
-        VERBS[name] = Verb(name, help_text, func, needs_run, arguments)
+        VERBS[name] = Verb(name, help_text, func, add_arguments=arguments)
+        return func
+
+    return register
+
+
+def machine_verb(name: str, help_text: str) -> Callable[[MachineVerbFunc], MachineVerbFunc]:
+    """Register a verb that needs no repository."""
+
+    def register(func: MachineVerbFunc) -> MachineVerbFunc:
+        VERBS[name] = Verb(name, help_text, None, machine_func=func)
         return func
 
     return register
@@ -78,12 +90,8 @@ def err(text: str) -> None:
 # --- verbs -----------------------------------------------------------------------------------
 
 
-@verb(
-    "tools",
-    "list every pinned tool with version and image, and whether it is installed",
-    needs_run=False,
-)
-async def tools_verb(_args: argparse.Namespace, _run: Run | None) -> Status:
+@machine_verb("tools", "list every pinned tool with version and image, and whether it is installed")
+async def tools_verb(_args: argparse.Namespace) -> Status:
     from pipeline.tools import TOOLS, inspect_tool  # noqa: PLC0415
 
     rows = [("TOOL", "VERSION", "SOURCE", "INSTALLED", "IMAGE")]
@@ -127,10 +135,9 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
-    async def run_checks(_args: argparse.Namespace, run: Run | None) -> Status:
+    async def run_checks(_args: argparse.Namespace, run: Run) -> Status:
         from pipeline.validate import validate  # noqa: PLC0415
 
-        assert run is not None  # noqa: S101 - needs_run guarantees it
         outcome = await validate(run, checks)
         _print_results(outcome.results)
         out(f"artifacts: {run.out}")
@@ -166,10 +173,9 @@ _checks_verb(
     "show the chart environments, values layering and the steps validate would run",
     arguments=_validate_arguments,
 )
-async def plan_verb(_args: argparse.Namespace, run: Run | None) -> Status:
+async def plan_verb(_args: argparse.Namespace, run: Run) -> Status:
     from pipeline.plan import plan_text  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     out(await plan_text(run.config, run.environments, run.schema_locations))
     return Status.PASSED
 
@@ -199,10 +205,9 @@ def _python_verb(
     help_text: str,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
-    async def run_stage(_args: argparse.Namespace, run: Run | None) -> Status:
+    async def run_stage(_args: argparse.Namespace, run: Run) -> Status:
         from pipeline.pychecks import lint, test, typecheck  # noqa: PLC0415
 
-        assert run is not None  # noqa: S101
         stages = {"lint": lint, "typecheck": typecheck, "test": test}
         result = await stages[stage](run)
         _print_results([result])
@@ -228,10 +233,9 @@ _python_verb(
     "lint, typecheck, test and validate concurrently; one merged summary and JUnit",
     arguments=_validate_arguments,
 )
-async def ci_verb(_args: argparse.Namespace, run: Run | None) -> Status:
+async def ci_verb(_args: argparse.Namespace, run: Run) -> Status:
     from pipeline.ci import run_ci  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     results, outcome, config_error = await run_ci(run)
     _print_results(results)
     out(f"artifacts: {run.out}")
@@ -252,10 +256,9 @@ def _version_arguments(parser: argparse.ArgumentParser) -> None:
     "the next version from conventional commits since the last tag",
     arguments=_version_arguments,
 )
-async def version_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def version_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.versioning import decide, decision_json  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
     if args.json:
         out(json.dumps(decision_json(decision), indent=2))
@@ -272,11 +275,10 @@ def _changelog_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @verb("changelog", "Markdown release notes for the next version", arguments=_changelog_arguments)
-async def changelog_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def changelog_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.changelog import changelog_markdown  # noqa: PLC0415
     from pipeline.versioning import decide  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
     version = decision.next or decision.current or "unreleased"
     today = dt.datetime.now(dt.UTC).date()
@@ -369,10 +371,9 @@ def release_options(args: argparse.Namespace, run: Run) -> ReleaseOptions:
     "build the image with OCI labels (version from the history)",
     arguments=_image_arguments,
 )
-async def build_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def build_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.release import build_only  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     out(await build_only(run, release_options(args, run)))
     return Status.PASSED
 
@@ -382,10 +383,9 @@ async def build_verb(args: argparse.Namespace, run: Run | None) -> Status:
     "build, then push the version's tags (X.Y.Z, X.Y, X, latest, sha-)",
     arguments=_image_arguments,
 )
-async def publish_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def publish_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.release import publish_only  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     for pushed in await publish_only(run, release_options(args, run)):
         out(f"{pushed.ref}@{pushed.digest}")
     return Status.PASSED
@@ -396,10 +396,9 @@ async def publish_verb(args: argparse.Namespace, run: Run | None) -> Status:
     "version, changelog, build, tag push, publish; safe to rerun",
     arguments=_release_arguments,
 )
-async def release_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def release_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.release import outcome_json, release  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     outcome = await release(run, release_options(args, run))
     out(outcome_json(outcome))
     if not outcome.released:
@@ -415,10 +414,9 @@ def _schemas_arguments(parser: argparse.ArgumentParser) -> None:
 @verb(
     "schemas", "write an offline kubeconform schema bundle into --out", arguments=_schemas_arguments
 )
-async def schemas_verb(args: argparse.Namespace, run: Run | None) -> Status:
+async def schemas_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
 
-    assert run is not None  # noqa: S101
     version = args.kubernetes_version or run.config.kubernetes_version
     bundle = write_schema_bundle(run.out, version, args.crd_schemas)
     crds = len(bundle.crd_files)
@@ -495,21 +493,25 @@ async def open_runner(
 
 async def _main(args: argparse.Namespace) -> Status:
     item = VERBS[args.verb]
-    if not item.needs_run:
-        return await item.func(args, None)
+    if item.func is None:
+        assert item.machine_func is not None  # noqa: S101 - a Verb has one of the two
+        return await item.machine_func(args)
+    func = item.func
     source = args.source.resolve()
     if not source.is_dir():
         raise ConfigError("source directory does not exist", file=args.source, field="--source")
     config = load_config(source)
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
     if not args.dry_run:
-        return await _run_verb(args, item, config, out_dir)
+        return await _run_verb(args, func, config, out_dir)
     # A dry run must not leave reports that look like a real run's.
     with tempfile.TemporaryDirectory(prefix="gitops-pipeline-dry-run-") as scratch:
-        return await _run_verb(args, item, config, Path(scratch))
+        return await _run_verb(args, func, config, Path(scratch))
 
 
-async def _run_verb(args: argparse.Namespace, item: Verb, config: Config, out_dir: Path) -> Status:
+async def _run_verb(
+    args: argparse.Namespace, func: VerbFunc, config: Config, out_dir: Path
+) -> Status:
     async with open_runner(args, config.source, out_dir) as (runner, recorder):
         run = Run(
             config=config,
@@ -522,7 +524,7 @@ async def _run_verb(args: argparse.Namespace, item: Verb, config: Config, out_di
             python_versions=tuple(getattr(args, "python_versions", ())),
             schema_cache=default_cache_dir() if isinstance(runner, LocalRunner) else None,
         )
-        status = await item.func(args, run)
+        status = await func(args, run)
         if recorder is not None:
             out("dry run; these steps would run:")
             for step in recorder.steps:
@@ -544,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("gitops-pipeline: interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`gitops-pipeline tools | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return EXIT[status]
 
 

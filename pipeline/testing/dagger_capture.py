@@ -510,6 +510,11 @@ _dagger_build = Context.build
 async def _build_or_record(self: Context) -> DSLSelectable:
     try:
         return await _dagger_build(self)
+    except RecursionError:
+        # dagger-io's builder recurses once per chained field, so a chain of a few hundred
+        # fields (withNewFile per file of a big directory) fails in dagger-io itself, before
+        # any engine; it fails here the same way, and rendering it by hand would too.
+        raise
     except Exception as exc:
         session = _recording_session(self)
         if session is None:
