@@ -1,12 +1,14 @@
-"""Shared paths, the fixture-repo copier and the pinned-tool skip helpers."""
+"""Shared paths, the fixture-repo copier, the pinned-tool skip helpers and the CLI run record."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -74,6 +76,40 @@ requires_shared = pytest.mark.skipif(
     not SHARED_CRDS.is_dir(),
     reason=f"shared CRD schemas not found at {SHARED_CRDS} (../shared is outside the repo)",
 )
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One in-process `gitops-pipeline` run: what it returned and printed, and its report."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    source: Path
+    out: Path
+    report: str = "summary.json"  # `<verb>.json` for a single Python check
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.out / self.report).read_text(encoding="utf-8"))
+        return data
+
+    def stage(self, name: str) -> dict[str, Any]:
+        stages: list[dict[str, Any]] = self.summary()["stages"]
+        (stage,) = [s for s in stages if s["stage"] == name]
+        return stage
+
+    def problems(self, stage: str) -> list[dict[str, Any]]:
+        """Failed or errored findings of one stage."""
+        return [f for f in self.stage(stage)["findings"] if f["status"] in {"failed", "error"}]
+
+    def check_problems(self, check: str) -> list[dict[str, Any]]:
+        """Failed or errored findings of one check, from every stage."""
+        return [
+            f
+            for s in self.summary()["stages"]
+            for f in s["findings"]
+            if f["check"] == check and f["status"] in {"failed", "error"}
+        ]
 
 
 REQUIRE_ALL = "GITOPS_PIPELINE_REQUIRE_ALL"

@@ -4,6 +4,7 @@
 base image, and writes their details to .tools/services.env. Tests that need them call
 ``find_services()``: it skips with a reason naming that script, or fails when
 GITOPS_PIPELINE_REQUIRE_ALL=1. What a registry holds is read through its HTTP API.
+``Observed`` wraps the real LocalRunner and keeps every step's result for the tests to read.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from conftest import REPO_ROOT
+
+from pipeline.model import Step, StepResult
+from pipeline.runners.local import LocalRunner
 
 SERVICES_ENV = REPO_ROOT / ".tools" / "services.env"
 REQUIRE_ALL = "GITOPS_PIPELINE_REQUIRE_ALL"
@@ -196,3 +200,23 @@ def local_refs(marker: str) -> list[str]:
         check=True,
     )
     return sorted(ref for ref in listed.stdout.split() if marker in ref)
+
+
+# --- the real runner, observed --------------------------------------------------------------
+
+
+@dataclass
+class Observed:
+    """The real LocalRunner, keeping every result so a test can search what the steps saw."""
+
+    inner: LocalRunner
+    results: list[StepResult] = field(default_factory=list)
+
+    async def run(self, step: Step) -> StepResult:
+        result = await self.inner.run(step)
+        self.results.append(result)
+        return result
+
+    def args_of(self, command: str) -> list[tuple[str, ...]]:
+        """The arguments of every step that ran ``command`` (its first argument), in order."""
+        return [tuple(map(str, r.step.args)) for r in self.results if r.step.args[0] == command]

@@ -8,46 +8,33 @@ through its own HTTP API, not through docker. The one stand-in is the injectable
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
-import os
 import secrets
-import shutil
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import anyio
 import pytest
 from conftest import REPO_ROOT
+from services import Observed, Services, find_services, registry_request, remove_local_images
 
 from pipeline import publish
 from pipeline.config import Config
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.model import SecretRef, Step, StepResult, src
+from pipeline.model import SecretRef, Step, src
 from pipeline.run import Run
 from pipeline.runners.local import LocalRunner
 from pipeline.runners.recording import RecordingRunner, Reply, describe
 from pipeline.stages import docker
 
 IMAGES = REPO_ROOT / "tests" / "fixtures" / "images"
-SERVICES_ENV = REPO_ROOT / ".tools" / "services.env"
-REQUIRE_ALL = "GITOPS_PIPELINE_REQUIRE_ALL"
 SHA = "abc1234" + "0f" * 16 + "9"  # 40 hex digits
 RUN_ID = secrets.token_hex(4)  # keeps repositories of concurrent test runs apart
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-)
 DIGEST_A = "sha256:" + "a" * 64
 
 
@@ -437,117 +424,16 @@ async def test_publish_step_order_and_logout_on_failure(tmp_path: Path) -> None:
 # --- real docker and registries -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Services:
-    registry: str
-    auth_registry: str
-    auth_user: str
-    auth_password_file: Path
-    base_image: str
-
-    @property
-    def auth_password(self) -> str:
-        return self.auth_password_file.read_text(encoding="utf-8").rstrip("\n")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    reason = f"{reason}; run `bash ci/services.sh`"
-    if os.environ.get(REQUIRE_ALL) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ALL}=1 turns this skip into a failure)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _service_values() -> dict[str, str]:
-    values: dict[str, str] = {}
-    if SERVICES_ENV.is_file():
-        for line in SERVICES_ENV.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip()
-    # The environment wins, so CI can point the tests at services of its own.
-    values.update({k: v for k, v in os.environ.items() if k.startswith("GITOPS_TEST_")})
-    return values
-
-
-def _registry_answers(registry: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{registry}/v2/", timeout=5):
-            return True
-    except urllib.error.HTTPError as error:
-        return error.code == 401  # an auth registry is up when it asks for credentials
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def services() -> Services:
-    values = _service_values()
-    keys = (
-        "GITOPS_TEST_REGISTRY",
-        "GITOPS_TEST_AUTH_REGISTRY",
-        "GITOPS_TEST_AUTH_USER",
-        "GITOPS_TEST_AUTH_PASSWORD_FILE",
-        "GITOPS_TEST_BASE_IMAGE",
-    )
-    missing = [k for k in keys if not values.get(k)]
-    if missing:
-        _unavailable(f"docker services not configured ({', '.join(missing)} unset, {SERVICES_ENV})")
-    found = Services(
-        registry=values["GITOPS_TEST_REGISTRY"],
-        auth_registry=values["GITOPS_TEST_AUTH_REGISTRY"],
-        auth_user=values["GITOPS_TEST_AUTH_USER"],
-        auth_password_file=Path(values["GITOPS_TEST_AUTH_PASSWORD_FILE"]),
-        base_image=values["GITOPS_TEST_BASE_IMAGE"],
-    )
-    if shutil.which("docker") is None:
-        _unavailable("the docker CLI is not on PATH")
-    info = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30)
-    if info.returncode != 0:
-        _unavailable("`docker info` fails: dockerd is not running")
-    for registry in (found.registry, found.auth_registry):
-        if not _registry_answers(registry):
-            _unavailable(f"registry {registry} does not answer")
-    if not found.auth_password_file.is_file():
-        _unavailable(f"registry password file {found.auth_password_file} is missing")
-    base = subprocess.run(
-        ["docker", "image", "inspect", found.base_image], capture_output=True, check=False
-    )
-    if base.returncode != 0:
-        _unavailable(f"base image {found.base_image} is missing")
-    return found
+    return find_services()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _remove_local_tags() -> Iterator[None]:
     """Untag every local image of this module's repositories afterwards (their layers stay)."""
     yield
-    if shutil.which("docker") is None:
-        return
-    listed = subprocess.run(
-        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    ours = [ref for ref in listed.stdout.split() if RUN_ID in ref]
-    if ours:
-        subprocess.run(["docker", "image", "rm", *ours], capture_output=True, check=False)
-
-
-@dataclass
-class Observed:
-    """The real LocalRunner, keeping every result so tests can search what the steps printed."""
-
-    inner: LocalRunner
-    results: list[StepResult] = field(default_factory=list)
-
-    async def run(self, step: Step) -> StepResult:
-        result = await self.inner.run(step)
-        self.results.append(result)
-        return result
-
-    def args_of(self, command: str) -> list[tuple[str, ...]]:
-        return [tuple(map(str, r.step.args)) for r in self.results if r.step.args[0] == command]
+    remove_local_images(RUN_ID)
 
 
 def local_run(tmp_path: Path) -> tuple[Run, Observed]:
@@ -644,19 +530,6 @@ async def test_a_failed_build_is_a_build_error(services: Services, tmp_path: Pat
     assert "\x1b[" not in message
 
 
-def registry_request(
-    registry: str, path: str, *, method: str = "GET", auth: tuple[str, str] | None = None
-) -> tuple[dict[str, str], bytes]:
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{path}", method=method, headers={"Accept": ", ".join(MANIFEST_TYPES)}
-    )
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return dict(response.headers.items()), response.read()
-
-
 def assert_registry_holds(
     registry: str,
     image: str,
@@ -730,19 +603,33 @@ def search_for_leaks(
     return found
 
 
+@dataclass(frozen=True)
+class Printed:
+    """What a test printed and logged (at DEBUG, from the start of the test)."""
+
+    capsys: pytest.CaptureFixture[str]
+    caplog: pytest.LogCaptureFixture
+
+    def texts(self) -> dict[str, str]:
+        """stdout and stderr so far (read, so consumed) and the log text."""
+        captured = self.capsys.readouterr()
+        return {"stdout": captured.out, "stderr": captured.err, "log": self.caplog.text}
+
+
+@pytest.fixture
+def printed(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Printed:
+    caplog.set_level(logging.DEBUG)
+    return Printed(capsys, caplog)
+
+
 def auth_image(services: Services, suffix: str) -> str:
     return f"{services.auth_registry}/acme/chat-{RUN_ID}-{suffix}"
 
 
 @pytest.mark.anyio
 async def test_publish_with_credentials_logs_in_and_out(
-    built: Built,
-    services: Services,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    built: Built, services: Services, tmp_path: Path, printed: Printed
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     run, runner = local_run(tmp_path)
     image = auth_image(services, "ok")
     config_dir = tmp_path / "docker-config"
@@ -770,20 +657,14 @@ async def test_publish_with_credentials_logs_in_and_out(
     # The login went to the per-run config dir, and the logout took it away again.
     auths = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))["auths"]
     assert services.auth_registry not in auths
-    captured = capsys.readouterr()
-    texts = {"stdout": captured.out, "stderr": captured.err, "log": caplog.text}
+    texts = printed.texts()
     assert search_for_leaks(password, runner, [run.out, config_dir], texts) == []
 
 
 @pytest.mark.anyio
 async def test_a_wrong_password_is_an_auth_error_that_leaks_nothing(
-    built: Built,
-    services: Services,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    built: Built, services: Services, tmp_path: Path, printed: Printed
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     run, runner = local_run(tmp_path)
     wrong = f"wrong-{secrets.token_urlsafe(12)}"
     password_file = tmp_path / "wrong-password"  # outside the out dir on purpose
@@ -813,15 +694,12 @@ async def test_a_wrong_password_is_an_auth_error_that_leaks_nothing(
     assert sleeps.delays == []  # a rejected password is never retried
     assert [r.step.args[0] for r in runner.results] == ["login", "logout"]
     assert runner.results[0].exit_code != 0
-    captured = capsys.readouterr()
     texts = {
         "message": message,
         "repr": repr(error),
         "args": repr(error.args),
-        "stdout": captured.out,
-        "stderr": captured.err,
-        "log": caplog.text,
-        "records": " ".join(r.getMessage() for r in caplog.records),
+        **printed.texts(),
+        "records": " ".join(r.getMessage() for r in printed.caplog.records),
     }
     assert search_for_leaks(wrong, runner, [run.out, config_dir], texts) == []
 

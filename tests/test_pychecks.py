@@ -13,19 +13,16 @@ repository's own pytest run does not collect them.
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from conftest import RENDER_TOOLS, REPO_ROOT, fixture_repo, requires_tools, tool_marks
+from conftest import RENDER_TOOLS, REPO_ROOT, CliRun, fixture_repo, requires_tools, tool_marks
 
 from pipeline import pychecks
 from pipeline.cli import main
@@ -54,28 +51,6 @@ FAILS: dict[str, frozenset[str]] = {
     "failing-test": frozenset({"test"}),
     "no-tests": frozenset({"test"}),
 }
-
-
-@dataclass(frozen=True)
-class CliRun:
-    exit_code: int
-    stdout: str
-    stderr: str
-    source: Path
-    out: Path
-    report: str  # `<verb>.json`, or summary.json for ci
-
-    def summary(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.out / self.report).read_text(encoding="utf-8"))
-        return data
-
-    def stage(self, name: str) -> dict[str, Any]:
-        stages: list[dict[str, Any]] = self.summary()["stages"]
-        (stage,) = [s for s in stages if s["stage"] == name]
-        return stage
-
-    def problems(self, stage: str) -> list[dict[str, Any]]:
-        return [f for f in self.stage(stage)["findings"] if f["status"] in {"failed", "error"}]
 
 
 def run_cli(verb: str, source: Path, out: Path, *extra: str) -> CliRun:

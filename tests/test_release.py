@@ -22,13 +22,14 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
 from conftest import REPO_ROOT
 from services import (
+    Observed,
     Services,
     find_services,
     local_refs,
@@ -40,7 +41,7 @@ from services import (
 
 from pipeline import cli
 from pipeline.config import load_config
-from pipeline.model import Ref, SecretRef, Step, StepResult
+from pipeline.model import Ref, SecretRef, StepResult
 from pipeline.release import ReleaseConflictError, ReleaseOptions, ReleaseOutcome, release
 from pipeline.run import Run
 from pipeline.runners.local import LocalRunner
@@ -331,19 +332,6 @@ def leaks(secret: str, texts: dict[str, str], directories: list[Path]) -> list[s
     for directory in directories:
         found += files_containing(secret, directory)
     return found
-
-
-@dataclass
-class Observed:
-    """The real LocalRunner, keeping every result so a test can search what the steps saw."""
-
-    inner: LocalRunner
-    results: list[StepResult] = field(default_factory=list)
-
-    async def run(self, step: Step) -> StepResult:
-        result = await self.inner.run(step)
-        self.results.append(result)
-        return result
 
 
 def step_texts(results: list[StepResult]) -> dict[str, str]:

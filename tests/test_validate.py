@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import (
@@ -26,6 +25,7 @@ from conftest import (
     RENDER_TOOLS,
     REPO_ROOT,
     SHARED_CRDS,
+    CliRun,
     fixture_repo,
     requires_shared,
     tool_marks,
@@ -51,31 +51,6 @@ ARTIFACTS = (
     ".version",
     ".image-tag",
 )
-
-
-@dataclass(frozen=True)
-class CliRun:
-    exit_code: int
-    stdout: str
-    stderr: str
-    source: Path
-    out: Path
-
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.out / "summary.json").read_text(encoding="utf-8"))
-
-    def stage(self, name: str) -> dict[str, Any]:
-        (stage,) = [s for s in self.summary()["stages"] if s["stage"] == name]
-        return stage
-
-    def problems(self, check: str) -> list[dict[str, Any]]:
-        """Failed or errored findings of one check, from summary.json."""
-        return [
-            f
-            for s in self.summary()["stages"]
-            for f in s["findings"]
-            if f["check"] == check and f["status"] in {"failed", "error"}
-        ]
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -269,7 +244,7 @@ def test_template_error_names_chart_env_template_and_line(
     run = validated("template-error")
     template = "charts/web/templates/ingress.yaml"
 
-    (finding,) = run.problems("render")
+    (finding,) = run.check_problems("render")
     assert (finding["chart"], finding["environment"]) == ("web", "prd")
     assert finding["file"] == template
     assert finding["line"] == line_of(run.source / template, "secretName")
@@ -282,7 +257,7 @@ def test_wrong_type_names_path_resource_template_and_env(
 ) -> None:
     run = validated("wrong-type")
 
-    (finding,) = run.problems("kubeconform")
+    (finding,) = run.check_problems("kubeconform")
     assert "/spec/replicas" in finding["message"]
     assert finding["resource"] == "Deployment/web"
     assert finding["file"] == "charts/web/templates/deployment.yaml"
@@ -293,7 +268,7 @@ def test_wrong_type_names_path_resource_template_and_env(
 def test_unknown_field_is_named(validated: Callable[[str], CliRun]) -> None:
     run = validated("unknown-field")
 
-    findings = run.problems("kubeconform")
+    findings = run.check_problems("kubeconform")
     assert {f["environment"] for f in findings} == {"dev", "prd"}
     for finding in findings:
         assert "imagePullPolicyy" in finding["message"]
@@ -306,7 +281,7 @@ def test_policy_violation_names_resource_container_and_env(
 ) -> None:
     run = validated("policy-violation")
 
-    (finding,) = run.problems("policy")
+    (finding,) = run.check_problems("policy")
     assert finding["resource"] == "Deployment/web"
     assert finding["container"] == "web"
     assert (finding["chart"], finding["environment"]) == ("web", "dev")
@@ -340,7 +315,7 @@ def test_bad_yaml_names_the_values_file_and_line(validated: Callable[[str], CliR
     assert match, "bad-yaml/README.txt no longer says which line is broken"
     line = int(match[1])
 
-    (finding,) = run.problems("render")
+    (finding,) = run.check_problems("render")
     assert finding["file"] == "charts/web/values-dev.yaml"
     assert finding["line"] == line
     assert (finding["chart"], finding["environment"]) == ("web", "dev")
@@ -359,7 +334,7 @@ def test_crd_without_schema_is_a_failure_naming_the_kind(
 ) -> None:
     run = validated("crd-no-schema")
 
-    findings = run.problems("kubeconform")
+    findings = run.check_problems("kubeconform")
     assert {(f["resource"], f["environment"]) for f in findings} == {
         ("Widget/web", "dev"),
         ("Widget/web", "prd"),
@@ -371,7 +346,7 @@ def test_crd_without_schema_is_a_failure_naming_the_kind(
 def test_crd_listed_in_ignore_missing_schemas_passes(validated: Callable[[str], CliRun]) -> None:
     run = validated("crd-ignored")
 
-    assert run.problems("kubeconform") == []
+    assert run.check_problems("kubeconform") == []
     verdicts = json.loads((run.out / "kubeconform.json").read_text())["resources"]
     widgets = [v for v in verdicts if v["resource"] == "Widget/web"]
     assert [w["status"] for w in widgets] == ["skipped", "skipped"]
