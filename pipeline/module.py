@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,12 @@ from pipeline.plan import plan_text
 from pipeline.pychecks import mypy_targets, python_projects
 from pipeline.release import ReleaseOptions, image_labels, release, version_and_head
 from pipeline.run import Run
-from pipeline.runners.dagger_runner import DaggerRunner, local_directory, tool_container
+from pipeline.runners.dagger_runner import (
+    DaggerRunner,
+    local_directory,
+    scratch_dir,
+    tool_container,
+)
 from pipeline.stages import mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
 from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, Outcome, validate
@@ -102,7 +106,7 @@ class Pipeline:
         release_version: str = "",
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        workdir = scratch_dir("gitops-pipeline-")
         crd_paths: tuple[Path, ...] = ()
         if crd_schemas is not None:
             await crd_schemas.export(str(workdir / "crds"))
@@ -198,7 +202,7 @@ class Pipeline:
         return summary
 
     async def _python_run(self, python: list[str] | None = None) -> tuple[Run, Path]:
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        workdir = scratch_dir("gitops-pipeline-")
         config = load_config(await self._local_source(workdir))
         out = workdir / "artifacts"
         out.mkdir()
@@ -279,7 +283,7 @@ class Pipeline:
     # --- release ---------------------------------------------------------------------------
 
     async def _release_run(self, git_dir: dagger.Directory) -> tuple[Run, DaggerRunner]:
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        workdir = scratch_dir("gitops-pipeline-")
         config = load_config(await self._local_source(workdir))
         out = workdir / "artifacts"
         out.mkdir()
@@ -400,7 +404,7 @@ class Pipeline:
     @function
     async def plan(self, env: Environments = None) -> str:
         """The chart environments, their values layering and the steps validate would run."""
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-"))
+        workdir = scratch_dir("gitops-pipeline-")
         config = load_config(await self._local_source(workdir))
         return await plan_text(config, tuple(env or ()))
 
@@ -432,7 +436,7 @@ class Pipeline:
         """An offline kubeconform schema bundle for one Kubernetes version (kubernetes-validate)."""
         from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
 
-        workdir = Path(tempfile.mkdtemp(prefix="gitops-pipeline-schemas-"))
+        workdir = scratch_dir("gitops-pipeline-schemas-")
         crd_dirs: list[Path] = []
         if crd_schemas is not None:
             await crd_schemas.export(str(workdir / "crds-in"))

@@ -123,6 +123,13 @@ TOOLS: dict[str, Tool] = {
             package="github.com/open-policy-agent/conftest",
             image="docker.io/openpolicyagent/conftest:v0.69.0@sha256:a38ba21668929a00dce2fe6ee43d1312228340bce5fd243f47dd0ce90516e558",
         ),
+        Tool(
+            name="actionlint",
+            version="1.7.12",
+            source=Source.GO,
+            package="github.com/rhysd/actionlint/cmd/actionlint",
+            image="docker.io/rhysd/actionlint:1.7.12@sha256:b1934ee5f1c509618f2508e6eb47ee0d3520686341fec936f3b79331f9315667",
+        ),
         _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"),)),
         _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"),)),
         _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0"),

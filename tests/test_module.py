@@ -186,7 +186,8 @@ async def test_kubeconform_step_copies_rendered_inputs_and_runs_its_binary(tmp_p
         await DaggerRunner(source=dag.directory(), out=tmp_path).run(step)
     assert recorder.errors() == []
     text = " ".join(_documents(recorder).split())
-    assert 'withNewFile(path: "rendered/web/dev.yaml"' in text
+    # Earlier artifacts come in by one host directory call, only the files the step declared.
+    assert f'host {{ directory(path: "{tmp_path}" include: ["rendered/web/dev.yaml"' in text
     assert '"/kubeconform"' in text
     assert '"/out/rendered/web/dev.yaml"' in text
 
@@ -237,7 +238,7 @@ async def test_validate_function_sends_only_valid_queries(tmp_path, monkeypatch)
     text = _documents(recorder)
     for tool in ("helm", "kubeconform", "conftest"):
         assert TOOLS[tool].image in text, f"{tool} never ran in its pinned image"
-    assert 'withNewFile(path: "summary.json"' in text
+    assert '"summary.json" "summary.json/**"' in text  # the artifacts, from the local run
     # The policy stage ran both of its steps: the policies' unit tests and the manifests.
     assert '"conftest" "verify"' in text
     assert '"conftest" "test"' in text
@@ -296,5 +297,6 @@ async def test_a_step_that_writes_the_source_hands_its_result_to_the_next_step(t
     text = _documents(recorder)
     assert 'withDirectory(path: "/src"' in text  # writable for the tag
     assert '"tag" "--annotate" "v1.0.0"' in text
-    assert "permissions: 448" in text  # the askpass script stays executable (0o700)
+    # The askpass script comes from disk as it is (executable), declared as the push's input.
+    assert 'include: [".cache/askpass.sh" ".cache/askpass.sh/**"]' in text
     assert 'withSecretVariable(name: "GITOPS_PIPELINE_GIT_TOKEN"' in text

@@ -157,7 +157,7 @@ def test_require_checks_the_table_version(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_unknown_tool_is_a_config_error() -> None:
-    known = r"known: conftest, docker, git, helm"
+    known = r"known: actionlint, conftest, docker, git, helm"
     with pytest.raises(ConfigError, match=rf"unknown tool 'helmfile'.*{known}"):
         get_tool("helmfile")
 

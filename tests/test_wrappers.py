@@ -349,9 +349,10 @@ def _field_args(object_field: graphql.GraphQLField) -> dict[str, Arg]:
     }
 
 
-def _check_chain(words: _Words, object_type: str | None, after: str, schema: object) -> None:
+def _check_chain(
+    words: _Words, object_type: str | None, after: str, schema: graphql.GraphQLSchema
+) -> None:
     """Core calls after the function, each on the object the previous one returned."""
-    assert isinstance(schema, graphql.GraphQLSchema)
     while words.words:
         call = words.words.pop(0)
         if object_type is None:
@@ -399,7 +400,7 @@ def check_dagger(command: Command, surface: Surface) -> list[str]:
 
 def check_cli(command: Command) -> list[str]:
     parser = build_parser()
-    verbs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    verbs = parser._subparsers._group_actions[0].choices
     args = list(command.args)
     problems = []
     if not args or args[0] not in verbs:
@@ -482,7 +483,7 @@ def test_wrapper_calls_exist_in_the_module_and_cli(path, surface):
 
 def test_shell_words_follow_continuations_block_scalars_and_operators():
     script = (
-        "# a comment: dagger call nope\n"
+        "# don't run: dagger call nope\n"
         'status=$(jq -r .status a.json) && dagger --progress plain call \\\n  ci --env "dev x" \\\n'
         "  export --path artifacts | tee out.txt  # trailing: gitops-pipeline nope\n"
         "FOO=1 .venv/bin/gitops-pipeline validate --env ${{ matrix.env }}\n"
@@ -594,8 +595,8 @@ def test_the_checker_reports_broken_gitlab_and_jenkins_calls(surface):
 
 def _binary(name: str) -> str | None:
     """A tool from .tools/bin, the venv, or PATH."""
-    search = [str(pin_table.tools_dir()), str(Path(sys.executable).parent), os.environ["PATH"]]
-    return shutil.which(name, path=os.pathsep.join(search))
+    search = [pin_table.tools_dir(), Path(sys.executable).parent, os.environ.get("PATH", "")]
+    return shutil.which(name, path=os.pathsep.join(map(str, search)))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=rel)
@@ -734,6 +735,17 @@ def _flag_values(args: list[str], flag: str) -> Iterator[str]:
             yield word.partition("=")[2]
 
 
+def _secret_flags() -> set[str]:
+    """`--name` of every module argument typed dagger.Secret, from the annotations."""
+    return {
+        f"--{arg.replace('_', '-')}"
+        for name, member in vars(Pipeline).items()
+        if callable(member) and not name.startswith("_")
+        for arg, hint in _hints(name).items()
+        if _unwrap(hint) is dagger.Secret
+    }
+
+
 def secret_problems(text: str, name: str = "workflow") -> list[str]:
     """`secrets.` anywhere but as the value of an `env:` entry, and secret arguments of dagger
     calls that are not `env:NAME` references to a variable the step's env sets."""
@@ -742,7 +754,7 @@ def secret_problems(text: str, name: str = "workflow") -> list[str]:
         for where in _interpolated_secrets(yaml.safe_load(text))
     ]
     for command in pipeline_commands(workflow_scripts(text, name)):
-        for flag in ("--registry-password", "--git-token"):
+        for flag in sorted(_secret_flags()):
             for value in _flag_values(list(command.args), flag):
                 variable = value.removeprefix("env:")
                 if not value.startswith("env:") or variable not in command.env:
@@ -764,6 +776,10 @@ def test_release_workflow_passes_the_token_as_env_providers():
     assert release.env["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"  # noqa: S105 - a reference
     for script in workflow_scripts(text):
         assert "secrets." not in script.text
+
+
+def test_secret_flags_come_from_the_module():
+    assert _secret_flags() >= {"--registry-password", "--git-token"}
 
 
 def test_the_secret_checker_reports_an_interpolated_secret():
@@ -1040,8 +1056,8 @@ def go_installs(text: str, work: Path) -> list[str]:
                     check=True,
                     capture_output=True,
                 )
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [line.removeprefix("install ").strip() for line in lines]
+    calls = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    return [w for call in calls if call[:1] == ["install"] for w in call[1:] if w[:1] != "-"]
 
 
 def test_tools_image_installs_exactly_the_pinned_go_tools(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,21 +35,37 @@ def container_path(ref: Ref) -> str:
     return base if ref.path == "." else f"{base}/{ref.path}"
 
 
+def in_module() -> bool:
+    """True inside a Dagger module function (the runtime sets DAGGER_MODULE)."""
+    return bool(os.environ.get("DAGGER_MODULE"))
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh local directory that `local_directory` can hand to the engine.
+
+    In a module only the function's scratch working directory can be loaded back as a
+    `Directory`, so work happens there; a client (the CLI) may use any temporary directory.
+    """
+    if in_module():
+        base = Path.cwd() / ".gitops-pipeline"
+        base.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def local_directory(path: Path, names: tuple[str, ...] | None = None) -> dagger.Directory:
-    """A Dagger directory holding copies of local files: all of `path`, or the named files/dirs."""
-    directory = dag.directory()
-    selected = [path / n for n in names] if names is not None else [path]
-    for entry in selected:
-        files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
-        for file in files:
-            if file.is_file():
-                relative = str(file.relative_to(path))
-                directory = directory.with_new_file(
-                    relative,
-                    file.read_text(encoding="utf-8"),
-                    permissions=file.stat().st_mode & 0o777,  # keeps scripts executable
-                )
-    return directory
+    """Local files as a Dagger directory: all of `path`, or only the named files and dirs.
+
+    One `workdir`/`host().directory` call, not a `withNewFile` per file: a schema bundle
+    holds hundreds of files, and a chain that long overflows dagger-io's query builder.
+    """
+    include = [pattern for name in names for pattern in (name, f"{name}/**")] if names else None
+    if names is not None and not names:
+        return dag.directory()
+    if in_module():
+        relative = path.resolve().relative_to(Path.cwd().resolve())
+        return dag.current_module().workdir(str(relative), include=include)
+    return dag.host().directory(str(path.resolve()), include=include)
 
 
 @dataclass

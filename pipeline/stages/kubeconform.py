@@ -36,7 +36,8 @@ def step(files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg
             *locations,
             *files,
         ),
-        inputs=tuple(files),
+        # Local schema bundles under OUT travel with the step into a container.
+        inputs=(*files, *(loc for loc in schema_locations if isinstance(loc, Ref))),
     )
 
 
