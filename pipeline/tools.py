@@ -37,6 +37,7 @@ DEBIAN_IMAGE = (
 
 
 UV_PIN = "uv==0.13.9"  # installs the Python tools and the project's dependencies in containers
+UV_CACHE = ("UV_CACHE_DIR", "/cache/uv")
 
 
 class Source(Enum):
@@ -130,9 +131,9 @@ TOOLS: dict[str, Tool] = {
             package="github.com/rhysd/actionlint/cmd/actionlint",
             image="docker.io/rhysd/actionlint:1.7.12@sha256:b1934ee5f1c509618f2508e6eb47ee0d3520686341fec936f3b79331f9315667",
         ),
-        _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"),)),
-        _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"),)),
-        _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0"),
+        _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"), UV_CACHE)),
+        _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"), UV_CACHE)),
+        _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0", cache_dirs=(UV_CACHE,)),
         Tool(
             name="git",
             version="1:2.39.5-0+deb12u3",

@@ -134,7 +134,7 @@ async def _validate_targets(
 def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], Awaitable[Rendered]]:
     async def job() -> Rendered:
         result = Rendered(target)
-        broken = _broken_values(run.source, target)
+        broken = _broken_values(run.source, target) or _missing_dependency(run.source, target)
         if broken:
             result.render.append(broken)
             return result
@@ -189,6 +189,46 @@ def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
                 environment=target.environment,
             )
     return None
+
+
+def _missing_dependency(source: Path, target: RenderTarget) -> Finding | None:
+    """A chart dependency the repository does not vendor: render offline, from the repo only."""
+    chart_dir = source / target.chart.path
+    chart_yaml = chart_dir / "Chart.yaml"
+    try:
+        metadata = load_yaml(chart_yaml.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        return _render_error(target, f"invalid YAML in Chart.yaml: {exc.problem}", chart_yaml, line)
+    vendored = chart_dir / "charts"
+    for dependency in metadata.get("dependencies") or []:
+        name = str(dependency.get("name", ""))
+        repository = str(dependency.get("repository", ""))
+        if repository.startswith("file://"):
+            if (chart_dir / repository.removeprefix("file://")).is_dir():
+                continue
+        elif (vendored / name).is_dir() or any(vendored.glob(f"{name}-*.tgz")):
+            continue
+        message = (
+            f"dependency '{name}' ({dependency.get('version', 'any version')}) is not vendored in "
+            f"{target.chart.path}/charts/: run `helm dependency build {target.chart.path}` and "
+            "commit the result (rendering never downloads charts)"
+        )
+        return _render_error(target, message, chart_yaml, None)
+    return None
+
+
+def _render_error(target: RenderTarget, message: str, file: Path, line: int | None) -> Finding:
+    return Finding(
+        check="render",
+        message=message,
+        status=Status.ERROR,
+        file=f"{target.chart.path}/{file.name}",
+        line=line,
+        chart=target.chart.name,
+        environment=target.environment,
+    )
 
 
 def _write_rendered(out_dir: Path, rendered: Sequence[Rendered]) -> None:

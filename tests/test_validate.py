@@ -450,3 +450,33 @@ def test_plan_with_unknown_environment_is_a_usage_error(tmp_path: Path, no_tools
 
     assert code == 2
     assert "known environments: dev, prd" in stderr
+
+
+def test_a_dependency_the_repository_does_not_vendor_is_named(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path, policy_tests=False)
+    chart_yaml = source / "charts" / "web" / "Chart.yaml"
+    chart_yaml.write_text(
+        chart_yaml.read_text(encoding="utf-8")
+        + "dependencies:\n  - name: redis\n    version: 19.0.1\n"
+        + "    repository: https://charts.example.com\n",
+        encoding="utf-8",
+    )
+    run = validate_repo(source, tmp_path / "out", "--schema-location", "bundled")
+
+    assert run.exit_code == 1
+    problems = run.check_problems("render")
+    assert {p["environment"] for p in problems} == {"dev", "prd"}
+    assert all(p["file"] == "charts/web/Chart.yaml" for p in problems)
+    assert (
+        "dependency 'redis' (19.0.1) is not vendored in charts/web/charts/"
+        in problems[0]["message"]
+    )
+    assert (run.out / "summary.json").is_file()
+    assert (run.out / "junit.xml").is_file()
+
+    # Vendored (as `helm dependency build` leaves it), the dependency is found.
+    vendored = source / "charts" / "web" / "charts" / "redis"
+    vendored.mkdir(parents=True)
+    (vendored / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 19.0.1\n")
+    again = validate_repo(source, tmp_path / "out2", "--schema-location", "bundled")
+    assert again.check_problems("render") == []

@@ -24,9 +24,9 @@ def tool_container(tool: Tool) -> dagger.Container:
     for command in tool.container_setup:
         container = container.with_exec(list(command))
     for variable, path in tool.cache_dirs:
-        container = container.with_mounted_cache(
-            path, dag.cache_volume(f"{CACHE_PREFIX}-{tool.name}")
-        ).with_env_variable(variable, path)
+        # Keyed by path, not tool: the Python tools share one uv cache.
+        volume = dag.cache_volume(f"{CACHE_PREFIX}-{path.strip('/').replace('/', '-')}")
+        container = container.with_mounted_cache(path, volume).with_env_variable(variable, path)
     return container
 
 
