@@ -117,18 +117,37 @@ async def _validate_targets(
     render_seconds = time.monotonic() - started
     _write_rendered(run.out, rendered)
 
+    ok = [r for r in rendered if r.text is not None]
+    # Python's share of the work (reading the manifests back) overlaps the tools' processes;
+    # a check waits for it only where it attributes findings to resources.
+    parsed = anyio.Event()
+
+    async def parse() -> None:
+        await _parse_rendered(ok)
+        parsed.set()
+
+    later: list[Callable[[], Awaitable[Result | None]]] = [parse]
+    if "kubeconform" in checks:
+        later.append(lambda: _kubeconform(run, ok, parsed))
+    if "policy" in checks:
+        later.append(lambda: _policy(run, ok, verify, parsed))
+    checked = [r for r in await gather(later, run.concurrency + 1) if r is not None]
     results: list[Result] = []
     if "lint" in checks:
         results.append(_lint_result(rendered))
     results.append(_render_result(rendered, render_seconds))
-    ok = [r for r in rendered if r.text is not None]
-    later: list[Callable[[], Awaitable[Result]]] = []
-    if "kubeconform" in checks:
-        later.append(lambda: _kubeconform(run, ok))
-    if "policy" in checks:
-        later.append(lambda: _policy(run, ok, verify))
-    results += await gather(later, run.concurrency)
-    return Outcome(results, rendered)
+    return Outcome(results + checked, rendered)
+
+
+async def _parse_rendered(rendered: Sequence[Rendered]) -> None:
+    for item in rendered:
+        try:
+            item.resources = await anyio.to_thread.run_sync(parse_resources, item.text or "")
+        except yaml.YAMLError as exc:
+            finding = Finding(
+                check="render", message=f"helm printed invalid YAML: {exc}", **item.where()
+            )
+            item.render.append(finding)
 
 
 def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], Awaitable[Rendered]]:
@@ -146,18 +165,7 @@ def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], A
         template = done[0]
         result.steps.extend(done)
         if template.ok:
-            result.text = template.stdout
-            try:
-                # Parsing a large render is CPU work: off the event loop, so tools keep starting.
-                result.resources = await anyio.to_thread.run_sync(parse_resources, template.stdout)
-            except yaml.YAMLError as exc:
-                result.render.append(
-                    Finding(
-                        check="render",
-                        message=f"helm printed invalid YAML: {exc}",
-                        **result.where(),
-                    )
-                )
+            result.text = template.stdout  # parsed later, while kubeconform and conftest run
         else:
             result.render.append(helm.template_error(target, template.stderr))
         if lint:
@@ -421,7 +429,7 @@ def _builtin_kinds(rendered: Sequence[Rendered]) -> set[str]:
     return kinds
 
 
-async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
+async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Event) -> Result:
     started = time.monotonic()
     if not rendered:
         return Result(
@@ -432,6 +440,8 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
         )
     files = [out(item.target.rendered_path) for item in rendered]
     try:
+        if run.schema_cache is None:
+            await parsed.wait()  # a bundle for containers holds just the kinds rendered
         locations = _schema_locations(run, rendered)
     except ConfigError as error:
         return Result("kubeconform", Status.ERROR, str(error), (_config_finding(error),))
@@ -448,6 +458,7 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered]) -> Result:
         return Result(
             "kubeconform", Status.ERROR, "kubeconform did not run", (finding,), (step_result,)
         )
+    await parsed.wait()
     index = _index(rendered)
     findings: list[Finding] = []
     for verdict in verdicts:
@@ -486,7 +497,9 @@ def _find_resource(item: Rendered | None, kind: str, name: str) -> Resource | No
     return None
 
 
-async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | None) -> Result:
+async def _policy(
+    run: Run, rendered: Sequence[Rendered], verify: StepResult | None, parsed: anyio.Event
+) -> Result:
     started = time.monotonic()
     findings: list[Finding] = []
     steps: list[StepResult] = []
@@ -509,6 +522,7 @@ async def _policy(run: Run, rendered: Sequence[Rendered], verify: StepResult | N
             conftest.policy_test_step(files, run.config.policy.path, run.config.policy.data)
         )
         steps.append(test)
+        await parsed.wait()
         findings += _test_findings(test, rendered)
     failed = [f for f in findings if f.status.failed]
     errors = [f for f in findings if f.status is Status.ERROR]
