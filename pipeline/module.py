@@ -38,7 +38,7 @@ from pipeline.runners.dagger_runner import (
 )
 from pipeline.stages import mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
-from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, Outcome, validate
+from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, validate
 from pipeline.versioning import decide, decision_json
 
 SOURCE_IGNORE = [
@@ -123,27 +123,9 @@ class Pipeline:
             release_version=release_version or None,
         )
 
-    async def _outcome(
-        self,
-        checks: Collection[str],
-        env: list[str] | None,
-        schema_location: list[str] | None,
-        crd_schemas: dagger.Directory | None,
-        release_version: str,
-    ) -> tuple[Outcome, Path]:
-        run = await self._checks_run(env, schema_location, crd_schemas, release_version)
-        return await validate(run, checks), run.out
-
-    async def _artifacts(
-        self,
-        checks: Collection[str],
-        env: list[str] | None,
-        schema_location: list[str] | None,
-        crd_schemas: dagger.Directory | None,
-        release_version: str,
-    ) -> dagger.Directory:
-        _, out = await self._outcome(checks, env, schema_location, crd_schemas, release_version)
-        return artifacts_directory(out)
+    async def _artifacts(self, checks: Collection[str], run: Run) -> dagger.Directory:
+        await validate(run, checks)  # the verdict is in summary.json, returned with the rest
+        return artifacts_directory(run.out)
 
     @function
     async def render(
@@ -152,7 +134,8 @@ class Pipeline:
         release_version: ReleaseVersion = "",
     ) -> dagger.Directory:
         """helm lint --strict and helm template for every chart and environment."""
-        return await self._artifacts(("lint", "render"), env, None, None, release_version)
+        run = await self._checks_run(env, None, None, release_version)
+        return await self._artifacts(("lint", "render"), run)
 
     @function
     async def kubeconform(
@@ -162,14 +145,13 @@ class Pipeline:
         crd_schemas: CrdSchemas = None,
     ) -> dagger.Directory:
         """Render, then validate every manifest against Kubernetes and CRD schemas."""
-        return await self._artifacts(
-            ("render", "kubeconform"), env, schema_location, crd_schemas, ""
-        )
+        run = await self._checks_run(env, schema_location, crd_schemas)
+        return await self._artifacts(("render", "kubeconform"), run)
 
     @function
     async def policy(self, env: Environments = None) -> dagger.Directory:
         """Render, then run conftest test with policy/ and conftest verify on the policies."""
-        return await self._artifacts(("render", "policy"), env, None, None, "")
+        return await self._artifacts(("render", "policy"), await self._checks_run(env, None, None))
 
     @function
     async def validate(
@@ -183,7 +165,8 @@ class Pipeline:
 
         The directory is returned even when a check fails; its summary.json says so.
         """
-        return await self._artifacts(ALL_CHECKS, env, schema_location, crd_schemas, release_version)
+        run = await self._checks_run(env, schema_location, crd_schemas, release_version)
+        return await self._artifacts(ALL_CHECKS, run)
 
     @function
     async def check(
@@ -193,7 +176,8 @@ class Pipeline:
         crd_schemas: CrdSchemas = None,
     ) -> str:
         """Like validate, but fails when any check fails; returns the Markdown summary."""
-        outcome, out = await self._outcome(ALL_CHECKS, env, schema_location, crd_schemas, "")
+        run = await self._checks_run(env, schema_location, crd_schemas)
+        outcome, out = await validate(run, ALL_CHECKS), run.out
         summary = (out / "summary.md").read_text(encoding="utf-8")
         if outcome.error is not None:
             raise outcome.error
