@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -100,10 +100,11 @@ class Pipeline:
 
     async def _checks_run(
         self,
-        env: list[str] | None,
-        schema_location: list[str] | None,
-        crd_schemas: dagger.Directory | None,
+        env: list[str] | None = None,
+        schema_location: list[str] | None = None,
+        crd_schemas: dagger.Directory | None = None,
         release_version: str = "",
+        python: list[str] | None = None,
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
         workdir = scratch_dir("gitops-pipeline-")
@@ -121,6 +122,7 @@ class Pipeline:
             schema_locations=tuple(schema_location or ()),
             crd_schemas=crd_paths,
             release_version=release_version or None,
+            python_versions=tuple(python or ()),
         )
 
     async def _artifacts(self, checks: Collection[str], run: Run) -> dagger.Directory:
@@ -185,22 +187,13 @@ class Pipeline:
             raise ConfigError(f"validation {outcome.status.value}:\n{summary}")
         return summary
 
-    async def _python_run(self, python: list[str] | None = None) -> tuple[Run, Path]:
-        workdir = scratch_dir("gitops-pipeline-")
-        config = load_config(await self._local_source(workdir))
-        out = workdir / "artifacts"
-        out.mkdir()
-        runner = DaggerRunner(source=self.source, out=out)
-        run = Run(config=config, runner=runner, out=out, python_versions=tuple(python or ()))
-        return run, out
-
     async def _python_stage(self, stage: str, python: list[str] | None = None) -> dagger.Directory:
-        run, out = await self._python_run(python)
+        run = await self._checks_run(python=python)
         result = await PYTHON_STAGES[stage](run)
-        reports.write_json(out / "summary.json", reports.summary_json([result], {}))
-        reports.write_text(out / "summary.md", reports.summary_markdown([result], stage))
-        reports.write_text(out / "junit.xml", reports.junit_xml([result]))
-        return artifacts_directory(out)
+        reports.write_json(run.out / "summary.json", reports.summary_json([result], {}))
+        reports.write_text(run.out / "summary.md", reports.summary_markdown([result], stage))
+        reports.write_text(run.out / "junit.xml", reports.junit_xml([result]))
+        return artifacts_directory(run.out)
 
     @function
     async def lint(self) -> dagger.Directory:
@@ -223,34 +216,28 @@ class Pipeline:
         """pytest with JUnit XML and coverage per project (and Python version); returns reports."""
         return await self._python_stage("test", python)
 
-    async def _stage_container(self, step: Step) -> dagger.Container:
-        run, _ = await self._python_run()
-        runner = run.runner
-        assert isinstance(runner, DaggerRunner)  # noqa: S101 - built just above
-        return runner.container(step)
-
-    async def _first_project(self) -> tuple[Run, str]:
-        run, _ = await self._python_run()
-        return run, python_projects(run)[0]
+    async def _stage_container(self, step_for: Callable[[Run, str], Step]) -> dagger.Container:
+        """The prepared container of the first Python project's step, without its command."""
+        run = await self._checks_run()
+        step = step_for(run, python_projects(run)[0])
+        return DaggerRunner(source=self.source, out=run.out).container(step)
 
     @function
     async def lint_env(self) -> dagger.Container:
         """The container lint runs in, prepared: `dagger call lint-env terminal`."""
-        run, project = await self._first_project()
-        return await self._stage_container(ruff.check_step(run.source, project))
+        return await self._stage_container(lambda run, p: ruff.check_step(run.source, p))
 
     @function
     async def typecheck_env(self) -> dagger.Container:
         """The container typecheck runs in, with the project's dependencies installed."""
-        run, project = await self._first_project()
-        targets = mypy_targets(run, project)
-        return await self._stage_container(mypy.step(run.source, project, targets))
+        return await self._stage_container(
+            lambda run, p: mypy.step(run.source, p, mypy_targets(run, p))
+        )
 
     @function
     async def test_env(self) -> dagger.Container:
         """The container the tests run in: `dagger call test-env terminal`."""
-        run, project = await self._first_project()
-        return await self._stage_container(pytest.step(run.source, project))
+        return await self._stage_container(lambda run, p: pytest.step(run.source, p))
 
     @function
     async def ci(
