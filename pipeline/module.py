@@ -28,7 +28,13 @@ from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
 from pipeline.plan import plan_text
 from pipeline.pychecks import mypy_targets, python_projects
-from pipeline.release import ReleaseOptions, image_labels, release, version_and_head
+from pipeline.release import (
+    ReleaseOptions,
+    image_labels,
+    publish_current,
+    release,
+    version_and_head,
+)
 from pipeline.run import Run
 from pipeline.runners.dagger_runner import (
     DaggerRunner,
@@ -336,13 +342,8 @@ class Pipeline:
         """Build and push X.Y.Z, X.Y, X, latest and sha-<7>; returns the references with digest."""
         run, runner = await self._release_run(git_dir)
         options = self._release_options(run.config, image, registry_username)
-        publish.check_image_name(options.image)
-        version, head = await version_and_head(run, options)
         images = DaggerImages(runner.source, options, registry_password, platform or ())
-        built = await images.build(
-            labels=await image_labels(run, options, version, head), revision=head
-        )
-        pushed = await images.push(built, tags=publish.image_tags(version, head))
+        pushed = await publish_current(run, options, images)
         return [f"{p.ref}@{p.digest}" for p in pushed]
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]

@@ -140,8 +140,7 @@ async def release(
 
 async def _release(run: Run, options: ReleaseOptions, images: ImageBackend) -> ReleaseOutcome:
     publish.check_image_name(options.image)
-    decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
-    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
+    decision, head = await _decision_and_head(run, options)
     republish = decision.next is None and await _tagged_at_head(run, decision, head)
     if decision.next is None and not republish:
         _write_version_files(run.out, decision.current, None)
@@ -240,9 +239,8 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
     reports.write_text(askpass, git.ASKPASS_SCRIPT)
     askpass.chmod(0o700)
     await _checked(run, git.annotate_tag_step(tag, f"Release {version}", head, options.tagger))
-    pushed = await run.runner.run(
-        git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token)
-    )
+    push = git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token)
+    pushed = await run.runner.run(push)
     if pushed.ok and git.tag_created(pushed.stdout, tag):
         return
     # The local tag must not outlive a failed claim, or the next run would think it released.
@@ -253,15 +251,17 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
             f"the remote '{options.remote}' rejected tag {tag}: it exists there already, so "
             f"{version} was released by someone else; no image was pushed"
         )
-    raise GitError(
-        git.push_tag_step(options.remote, tag, out(ASKPASS), options.git_token),
-        pushed.stderr.strip(),
-    )
+    raise GitError(push, pushed.stderr.strip())
+
+
+async def _decision_and_head(run: Run, options: ReleaseOptions) -> tuple[Decision, str]:
+    decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
+    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
+    return decision, head
 
 
 async def version_and_head(run: Run, options: ReleaseOptions) -> tuple[str, str]:
-    decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
-    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
+    decision, head = await _decision_and_head(run, options)
     version = decision.next or decision.current
     if version is None:
         raise ConfigError(
@@ -270,27 +270,39 @@ async def version_and_head(run: Run, options: ReleaseOptions) -> tuple[str, str]
     return version, head
 
 
-async def build_only(run: Run, options: ReleaseOptions) -> str:
-    """Build the image for the version the history gives; returns the local reference."""
+async def build_current(
+    run: Run, options: ReleaseOptions, images: ImageBackend
+) -> tuple[str, str, str]:
+    """Build the image of the version the history gives: (built reference, version, head)."""
     publish.check_image_name(options.image)
     version, head = await version_and_head(run, options)
+    built = await images.build(
+        labels=await image_labels(run, options, version, head), revision=head
+    )
+    return built, version, head
+
+
+async def publish_current(
+    run: Run, options: ReleaseOptions, images: ImageBackend
+) -> list[publish.PushedRef]:
+    """Build and push the version's tags without tagging git (for images outside releases)."""
+    built, version, head = await build_current(run, options, images)
+    return await images.push(built, tags=publish.image_tags(version, head))
+
+
+async def build_only(run: Run, options: ReleaseOptions) -> str:
+    """Build with the local Docker engine; returns the local reference."""
     with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
-        images = DockerImages(run, options, Path(docker_config))
-        return await images.build(
-            labels=await image_labels(run, options, version, head), revision=head
+        built, _, _ = await build_current(
+            run, options, DockerImages(run, options, Path(docker_config))
         )
+        return built
 
 
 async def publish_only(run: Run, options: ReleaseOptions) -> list[publish.PushedRef]:
-    """Build and push the version's tags without tagging git (for images outside releases)."""
-    publish.check_image_name(options.image)
-    version, head = await version_and_head(run, options)
+    """Build and push with the local Docker engine."""
     with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
-        images = DockerImages(run, options, Path(docker_config))
-        built = await images.build(
-            labels=await image_labels(run, options, version, head), revision=head
-        )
-        return await images.push(built, tags=publish.image_tags(version, head))
+        return await publish_current(run, options, DockerImages(run, options, Path(docker_config)))
 
 
 def _write_version_files(out_dir: Path, version: str | None, image_tag: str | None) -> None:
