@@ -257,8 +257,8 @@ def _lint_result(rendered: Sequence[Rendered]) -> Result:
     steps: list[StepResult] = []
     failed = 0
     for item in rendered:
-        steps += [s for s in item.steps if s.step.tool == "helm" and s.step.args[0] == "lint"]
         lint_steps = [s for s in item.steps if s.step.args[0] == "lint"]
+        steps += lint_steps
         if not lint_steps:
             failed += 1
             reason = item.render[0].message if item.render else "not run"
@@ -276,7 +276,7 @@ def _lint_result(rendered: Sequence[Rendered]) -> Result:
         elif item.lint or any(not s.ok for s in lint_steps):
             failed += 1
             findings += item.lint
-        elif lint_steps:
+        else:
             findings.append(
                 Finding(
                     check="helm-lint",
@@ -621,7 +621,7 @@ def image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
         image = merged_values(documents).get("image")
         tag = image.get("tag") if isinstance(image, dict) else None
         if not tag:
-            chart_yaml = yaml.safe_load(
+            chart_yaml = load_yaml(
                 (run.source / item.target.chart.path / "Chart.yaml").read_text(encoding="utf-8")
             )
             tag = (chart_yaml or {}).get("appVersion")

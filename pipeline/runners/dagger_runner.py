@@ -59,9 +59,9 @@ def local_directory(path: Path, names: tuple[str, ...] | None = None) -> dagger.
     One `workdir`/`host().directory` call, not a `withNewFile` per file: a schema bundle
     holds hundreds of files, and a chain that long overflows dagger-io's query builder.
     """
-    include = [pattern for name in names for pattern in (name, f"{name}/**")] if names else None
-    if names is not None and not names:
+    if names == ():
         return dag.directory()
+    include = None if names is None else [p for name in names for p in (name, f"{name}/**")]
     if in_module():
         relative = path.resolve().relative_to(Path.cwd().resolve())
         return dag.current_module().workdir(str(relative), include=include)
@@ -105,7 +105,7 @@ class DaggerRunner:
             container = container.with_exec([self._arg(a) for a in command])
         out_inputs = tuple(r.path for r in step.inputs if r.root is Root.OUT)
         container = container.with_directory(
-            CONTAINER_MOUNTS[Root.OUT], local_directory(self.out, out_inputs or ())
+            CONTAINER_MOUNTS[Root.OUT], local_directory(self.out, out_inputs)
         )
         for name, value in step.env:
             container = container.with_env_variable(name, self._arg(value))
