@@ -36,10 +36,6 @@ async def _python_stage(run: Run, name: str, errors: list[ConfigError]) -> list[
         return [Result(name, Status.ERROR, str(error), (finding,))]
 
 
-async def _validate_stage(run: Run) -> Outcome:
-    return await validate(run)
-
-
 async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
     """All stages' results, validate's outcome, and the first configuration error if any."""
     errors: list[ConfigError] = []
@@ -49,7 +45,7 @@ async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
     outcome_box: list[Outcome] = []
 
     async def validation() -> list[Result]:
-        outcome = await _validate_stage(run)
+        outcome = await validate(run)
         outcome_box.append(outcome)
         return outcome.results
 
