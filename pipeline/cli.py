@@ -91,9 +91,11 @@ def err(text: str) -> None:
 
 
 @machine_verb("tools", "list every pinned tool with version and image, and whether it is installed")
-async def tools_verb(_args: argparse.Namespace) -> Status:
+async def tools_verb(args: argparse.Namespace) -> Status:
     from pipeline.tools import TOOLS, inspect_tool  # noqa: PLC0415
 
+    # The images the Dagger runner would use for this repository (pipeline.yaml's overrides).
+    images = load_config(args.source.resolve()).tool_images()
     rows = [("TOOL", "VERSION", "SOURCE", "INSTALLED", "IMAGE")]
     for tool in TOOLS.values():
         status = inspect_tool(tool)
@@ -104,7 +106,13 @@ async def tools_verb(_args: argparse.Namespace) -> Status:
         else:
             installed = f"wrong version {status.installed_version or 'unknown'} ({status.path})"
         rows.append(
-            (tool.name, tool.version, f"{tool.source.value}:{tool.package}", installed, tool.image)
+            (
+                tool.name,
+                tool.version,
+                f"{tool.source.value}:{tool.package}",
+                installed,
+                images[tool.name],
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
@@ -471,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @asynccontextmanager
 async def open_runner(
-    args: argparse.Namespace, source: Path, out_dir: Path
+    args: argparse.Namespace, config: Config, out_dir: Path
 ) -> AsyncIterator[tuple[Runner, RecordingRunner | None]]:
+    source = config.source
     if args.dry_run:
         recorder = RecordingRunner(responder=dry_run_reply)
         yield recorder, recorder
@@ -486,7 +495,12 @@ async def open_runner(
 
     try:
         async with dagger.connection(dagger.Config(log_output=sys.stderr)):
-            yield DaggerRunner(source=dagger.dag.host().directory(str(source)), out=out_dir), None
+            runner = DaggerRunner(
+                source=dagger.dag.host().directory(str(source)),
+                out=out_dir,
+                images=config.tool_images(),
+            )
+            yield runner, None
     except (dagger.ClientConnectionError, dagger.ProvisionError) as exc:
         raise SetupError(f"no Dagger engine reachable: {exc}") from None
 
@@ -512,7 +526,7 @@ async def _main(args: argparse.Namespace) -> Status:
 async def _run_verb(
     args: argparse.Namespace, func: VerbFunc, config: Config, out_dir: Path
 ) -> Status:
-    async with open_runner(args, config.source, out_dir) as (runner, recorder):
+    async with open_runner(args, config, out_dir) as (runner, recorder):
         run = Run(
             config=config,
             runner=runner,

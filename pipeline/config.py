@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.tools import TOOLS
 
 CONFIG_FILE = "pipeline.yaml"
 DEFAULT_KUBERNETES_VERSION = "1.35.0"
@@ -81,6 +82,11 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True)
+class ToolConfig:
+    image: str = ""  # replaces the pinned image (an internal mirror, an air-gapped registry)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     file: Path | None = None
@@ -92,6 +98,14 @@ class Config:
     python: PythonConfig = field(default_factory=PythonConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    tools: Mapping[str, ToolConfig] = field(default_factory=dict)
+
+    def tool_images(self) -> dict[str, str]:
+        """Each pinned tool's container image, with this repository's overrides applied."""
+        return {
+            name: (self.tools[name].image if name in self.tools else "") or tool.image
+            for name, tool in TOOLS.items()
+        }
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -216,6 +230,34 @@ def _tag_format(node: yaml.Node, dotted: str, ctx: Context) -> str:
 
 STRINGS = _list_of(STR)
 
+# [registry[:port]/]path[:tag][@sha256:digest], with a tag or a digest: never an implicit latest.
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+def _image(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    match = _IMAGE.match(value)
+    if match is None:
+        raise ctx.error(
+            node, dotted, f"expected an image reference NAME:TAG[@sha256:...], got {value!r}"
+        )
+    if not match["tag"] and not match["digest"]:
+        raise ctx.error(node, dotted, f"pin the image with a tag or a digest, got {value!r}")
+    return value
+
+
+def _tool_name(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    if value not in TOOLS:
+        close = difflib.get_close_matches(value, list(TOOLS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known tools: {', '.join(TOOLS)}"
+        raise ctx.error(node, dotted, f"unknown tool '{value}'{hint}")
+    return value
+
+
 _SCHEMA = _mapping(
     {
         "kubernetes_version": _matching(_VERSION, "a full version x.y.z"),
@@ -249,6 +291,7 @@ _SCHEMA = _mapping(
                 "major_on_zero": BOOL,
             }
         ),
+        "tools": _dict_of(_tool_name, _mapping({"image": _image})),
     }
 )
 
@@ -297,4 +340,5 @@ def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
         python=PythonConfig(**raw.get("python", {})),
         image=ImageConfig(**raw.get("image", {})),
         release=ReleaseConfig(**raw.get("release", {})),
+        tools={name: ToolConfig(**spec) for name, spec in raw.get("tools", {}).items()},
     )

@@ -22,10 +22,11 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 from pipeline import publish, reports
 from pipeline.changelog import changelog_markdown
 from pipeline.ci import PYTHON_STAGES, run_ci
-from pipeline.config import DEFAULT_KUBERNETES_VERSION, Config, load_config
+from pipeline.config import CONFIG_FILE, DEFAULT_KUBERNETES_VERSION, Config, load_config
 from pipeline.dagger_images import DaggerImages
 from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
+from pipeline.model import out as output_ref
 from pipeline.plan import plan_text
 from pipeline.pychecks import mypy_targets, python_projects
 from pipeline.release import (
@@ -42,9 +43,9 @@ from pipeline.runners.dagger_runner import (
     scratch_dir,
     tool_container,
 )
-from pipeline.stages import mypy, pytest, ruff
+from pipeline.stages import kubernetes_validate, mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
-from pipeline.validate import ALL_CHECKS, SCHEMA_CACHE, validate
+from pipeline.validate import ALL_CHECKS, CRD_INPUT, SCHEMA_CACHE, validate
 from pipeline.versioning import decide, decision_json
 
 SOURCE_IGNORE = [
@@ -114,15 +115,16 @@ class Pipeline:
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
         workdir = scratch_dir("gitops-pipeline-")
+        out = workdir / "artifacts"
         crd_paths: tuple[Path, ...] = ()
         if crd_schemas is not None:
-            await crd_schemas.export(str(workdir / "crds"))
-            crd_paths = (workdir / "crds",)
+            # Where the schema bundle's step finds them, so they are not copied again.
+            crd_paths = (out / CRD_INPUT / "0",)
+            await crd_schemas.export(str(crd_paths[0]))
         config = load_config(await self._local_source(workdir))
-        out = workdir / "artifacts"
         return Run(
             config=config,
-            runner=DaggerRunner(source=self.source, out=out),
+            runner=DaggerRunner(source=self.source, out=out, images=config.tool_images()),
             out=out,
             environments=tuple(env or ()),
             schema_locations=tuple(schema_location or ()),
@@ -226,7 +228,8 @@ class Pipeline:
         """The prepared container of the first Python project's step, without its command."""
         run = await self._checks_run()
         step = step_for(run, python_projects(run)[0])
-        return DaggerRunner(source=self.source, out=run.out).container(step)
+        images = run.config.tool_images()
+        return DaggerRunner(source=self.source, out=run.out, images=images).container(step)
 
     @function
     async def lint_env(self) -> dagger.Container:
@@ -265,7 +268,11 @@ class Pipeline:
         out = workdir / "artifacts"
         out.mkdir()
         # The history lives beside the work tree, as in a checkout; `source` ignores .git.
-        runner = DaggerRunner(source=self.source.with_directory(".git", git_dir), out=out)
+        runner = DaggerRunner(
+            source=self.source.with_directory(".git", git_dir),
+            out=out,
+            images=config.tool_images(),
+        )
         return Run(config=config, runner=runner, out=out), runner
 
     @function
@@ -380,21 +387,32 @@ class Pipeline:
         config = load_config(await self._local_source(workdir))
         return await plan_text(config, tuple(env or ()))
 
+    async def _config_only(self) -> Config:
+        """pipeline.yaml alone, for functions that need the configuration but no chart."""
+        local = scratch_dir("gitops-pipeline-") / "source"
+        await self.source.filter(include=[CONFIG_FILE]).export(str(local))
+        return load_config(local)
+
     @function
-    def tools(self) -> str:
-        """Every pinned tool: version, how it is installed locally, and its container image."""
+    async def tools(self) -> str:
+        """Every pinned tool: version, how it is installed locally, and the image it runs in.
+
+        The image is pipeline.yaml's `tools.<name>.image` where the repository replaces it.
+        """
+        images = (await self._config_only()).tool_images()
         return "\n".join(
-            f"{t.name}\t{t.version}\t{t.source.value}:{t.package}\t{t.image}"
+            f"{t.name}\t{t.version}\t{t.source.value}:{t.package}\t{images[t.name]}"
             for t in TOOLS.values()
         )
 
     @function
-    def tool_env(
+    async def tool_env(
         self, tool: Annotated[str, Doc("a pinned tool: helm, kubeconform, conftest, ...")]
     ) -> dagger.Container:
         """A tool's container, source at /src: `dagger call tool-env --tool helm terminal`."""
+        images = (await self._config_only()).tool_images()
         return (
-            tool_container(get_tool(tool))
+            tool_container(get_tool(tool), images[get_tool(tool).name])
             .with_mounted_directory("/src", self.source)
             .with_workdir("/src")
         )
@@ -406,15 +424,18 @@ class Pipeline:
         crd_schemas: CrdSchemas = None,
     ) -> dagger.Directory:
         """An offline kubeconform schema bundle for one Kubernetes version (kubernetes-validate)."""
-        from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
-
-        workdir = scratch_dir("gitops-pipeline-schemas-")
-        crd_dirs: list[Path] = []
+        out = scratch_dir("gitops-pipeline-schemas-")
+        crd_dirs = []
         if crd_schemas is not None:
-            await crd_schemas.export(str(workdir / "crds-in"))
-            crd_dirs.append(workdir / "crds-in")
-        write_schema_bundle(workdir / "bundle", kubernetes_version, crd_dirs)
-        return local_directory(workdir / "bundle")
+            await crd_schemas.export(str(out / CRD_INPUT / "0"))
+            crd_dirs.append(output_ref(f"{CRD_INPUT}/0"))
+        images = (await self._config_only()).tool_images()
+        runner = DaggerRunner(source=dag.directory(), out=out, images=images)
+        step = kubernetes_validate.bundle_step(output_ref("bundle"), kubernetes_version, crd_dirs)
+        result = await runner.run(step)
+        if not result.ok:
+            raise ConfigError(f"schema bundle: {result.stderr.strip()}")
+        return local_directory(out / "bundle")
 
 
 def artifacts_directory(out: Path) -> dagger.Directory:

@@ -50,6 +50,8 @@ _GVK_KEY = "x-kubernetes-group-version-kind"
 _STRICTNESS_SUFFIXES = ("", "-strict")  # the same suffix names the source and the output
 
 _CRD_DIR = "crds"
+# CRD schemas of the CRDs GitOps repositories commonly carry; provenance in data/README.md.
+BUILTIN_CRDS = Path(__file__).resolve().parent / "data" / "crds"
 _CRD_FILE_NAME = re.compile(r"(?P<kind>[^_]+)_(?P<version>[^_]+)\.json")
 _CRD_LOCATION_TEMPLATE = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
@@ -94,7 +96,9 @@ def write_schema_bundle(
     _check_bundle_root(root)
     shipped_name = _shipped_dir_name(kubernetes_version)
     # Read and check every input before touching the bundle, so a bad input leaves it intact.
-    crd_schemas = _collect_crd_schemas(crd_dirs)
+    # The CRDs shipped with the package come first; a repository's own schema for the same
+    # kind and version replaces the shipped one.
+    crd_schemas = {**_collect_crd_schemas([BUILTIN_CRDS]), **_collect_crd_schemas(crd_dirs)}
     wanted = _normalise_kind_filter(kinds)
     try:
         kinds_written = _write_both_variants(root, kubernetes_version, shipped_name, wanted)
@@ -474,3 +478,29 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pipeline.schemas`: what the kubernetes-validate container step runs."""
+    import argparse  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.schemas")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("kubernetes_version")
+    parser.add_argument("--crd-dir", type=Path, action="append", default=[])
+    parser.add_argument("--kind", action="append", default=None)
+    args = parser.parse_args(argv)
+    try:
+        bundle = write_schema_bundle(
+            args.out, args.kubernetes_version, args.crd_dir, kinds=args.kind
+        )
+    except ConfigError as error:
+        sys.stderr.write(f"{error}\n")
+        return error.exit_code
+    sys.stdout.write(f"{bundle.kinds_written} kinds, {len(bundle.crd_files)} CRD schemas\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -38,6 +38,9 @@ DEBIAN_IMAGE = (
 
 UV_PIN = "uv==0.13.9"  # installs the Python tools and the project's dependencies in containers
 UV_CACHE = ("UV_CACHE_DIR", "/cache/uv")
+# uv trusts the image's certificate store, as pip does: package indexes behind a proxy or an
+# internal mirror with a private CA then work in containers too.
+UV_SYSTEM_CERTS = ("UV_NATIVE_TLS", "true")
 
 
 class Source(Enum):
@@ -56,6 +59,10 @@ class Tool:
     container_binary: str = ""  # absolute path inside the image when it is not on PATH
     container_setup: tuple[tuple[str, ...], ...] = field(default=())
     cache_dirs: tuple[tuple[str, str], ...] = ()  # (env var, path) the tool caches under
+    container_env: tuple[tuple[str, str], ...] = ()  # set before the setup commands run
+    # The container runs a module of this package (`python -m pipeline.…`): the runner mounts
+    # the package's own source there, so the heavy data package stays out of the module runtime.
+    runs_package: bool = False
 
     @property
     def binary(self) -> str:
@@ -82,7 +89,12 @@ class Tool:
 
 
 def _python_tool(
-    name: str, version: str, *plugins: str, cache_dirs: tuple[tuple[str, str], ...] = ()
+    name: str,
+    version: str,
+    *plugins: str,
+    cache_dirs: tuple[tuple[str, str], ...] = (),
+    container_binary: str = "",
+    runs_package: bool = False,
 ) -> Tool:
     return Tool(
         name=name,
@@ -90,11 +102,14 @@ def _python_tool(
         source=Source.PYPI,
         package=name,
         image=PYTHON_IMAGE,
+        container_binary=container_binary,
+        container_env=(UV_SYSTEM_CERTS,),
         container_setup=(
             ("pip", "install", "--no-cache-dir", f"{UV_PIN}"),
             ("uv", "pip", "install", "--system", f"{name}=={version}", *plugins),
         ),
         cache_dirs=cache_dirs,
+        runs_package=runs_package,
     )
 
 
@@ -134,6 +149,14 @@ TOOLS: dict[str, Tool] = {
         _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"), UV_CACHE)),
         _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"), UV_CACHE)),
         _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0", cache_dirs=(UV_CACHE,)),
+        # The Kubernetes JSON schemas the offline bundle is made from (pipeline.schemas).
+        _python_tool(
+            "kubernetes-validate",
+            "1.37.0",
+            cache_dirs=(UV_CACHE,),
+            container_binary="python",
+            runs_package=True,
+        ),
         Tool(
             name="git",
             version="1:2.39.5-0+deb12u3",

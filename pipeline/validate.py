@@ -25,13 +25,14 @@ from pipeline import reports
 from pipeline.discovery import RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
-from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out
+from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out, src
 from pipeline.run import Run, gather
-from pipeline.stages import conftest, helm, kubeconform
+from pipeline.stages import conftest, helm, kubeconform, kubernetes_validate
 
 ALL_CHECKS = ("lint", "render", "kubeconform", "policy")
 BUNDLED = "bundled"  # schema location: an offline bundle built from kubernetes-validate
 SCHEMA_CACHE = ".cache/schemas"
+CRD_INPUT = ".cache/crd-input"  # CRD schemas given by path, copied where containers see them
 
 
 @dataclass
@@ -361,31 +362,48 @@ def _owner(filename: str, index: dict[str, Rendered]) -> Rendered | None:
 CRD_TEMPLATE = "crds/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
 
-def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
+async def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
     configured = run.schema_locations or run.config.kubeconform.schema_locations
     locations: list[Arg] = []
     for location in configured:
         if location != BUNDLED:
             locations.append(location)
             continue
-        crd_dirs = [run.source / d for d in run.config.kubeconform.crd_schemas]
-        crd_dirs += list(run.crd_schemas)
         if run.schema_cache is not None:
             # On the host: one full bundle per version and CRD set, built once and reused.
+            crd_dirs = [run.source / d for d in run.config.kubeconform.crd_schemas]
+            crd_dirs += list(run.crd_schemas)
             root = _cached_bundle(run.schema_cache, run.config.kubernetes_version, crd_dirs)
             locations += [str(root), f"{root}/{CRD_TEMPLATE}"]
             continue
-        from pipeline.schemas import write_schema_bundle  # noqa: PLC0415 - heavy, only when used
-
-        # In containers the bundle travels with the step: only the kinds this render uses.
-        write_schema_bundle(
-            run.out / SCHEMA_CACHE,
-            run.config.kubernetes_version,
-            crd_dirs,
-            kinds=_builtin_kinds(rendered),
+        # In containers the bundle is written by a step of its own and travels with the
+        # kubeconform step: only the kinds this render uses.
+        built = await run.runner.run(
+            kubernetes_validate.bundle_step(
+                out(SCHEMA_CACHE),
+                run.config.kubernetes_version,
+                _container_crd_dirs(run),
+                _builtin_kinds(rendered),
+            )
         )
+        if not built.ok:
+            raise ConfigError(f"the offline schema bundle could not be written: {built.stderr}")
         locations += [out(SCHEMA_CACHE), out(f"{SCHEMA_CACHE}/{CRD_TEMPLATE}")]
     return locations
+
+
+def _container_crd_dirs(run: Run) -> list[Ref]:
+    """CRD schema directories as paths a container sees: in the source, or copied under OUT."""
+    dirs = [src(d) for d in run.config.kubeconform.crd_schemas]
+    for index, given in enumerate(run.crd_schemas):
+        if not given.is_dir():
+            raise ConfigError("CRD schema directory does not exist", file=given)
+        copy = run.out / CRD_INPUT / str(index)
+        if given.resolve() != copy.resolve():
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(given, copy)
+        dirs.append(out(f"{CRD_INPUT}/{index}"))
+    return dirs
 
 
 def _cached_bundle(cache: Path, version: str, crd_dirs: Sequence[Path]) -> Path:
@@ -442,7 +460,7 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Eve
     try:
         if run.schema_cache is None:
             await parsed.wait()  # a bundle for containers holds just the kinds rendered
-        locations = _schema_locations(run, rendered)
+        locations = await _schema_locations(run, rendered)
     except ConfigError as error:
         return Result("kubeconform", Status.ERROR, str(error), (_config_finding(error),))
     step_result = await run.runner.run(

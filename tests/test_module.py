@@ -199,7 +199,7 @@ async def test_declared_outputs_are_exported(tmp_path):
     assert recorder.errors() == []
     text = " ".join(_documents(recorder).split())
     assert 'directory(path: "/out")' in text
-    assert 'include: ["report.json"]' in text
+    assert 'include: ["report.json" "report.json/**"]' in text
     assert "export(" in text
 
 

@@ -675,7 +675,10 @@ async def test_test(source_from):
     text = documents(recorder)
     assert '"pytest" "-q"' in text
     assert '"--junitxml=/out/pytest/root/junit.xml"' in text
-    assert 'include: ["pytest/root/junit.xml" "pytest/root/coverage.xml"]' in text
+    assert (
+        'include: ["pytest/root/junit.xml" "pytest/root/junit.xml/**" '
+        '"pytest/root/coverage.xml" "pytest/root/coverage.xml/**"]'
+    ) in text
     assert UV_INSTALL_PROJECT.search(text)
 
 
@@ -814,10 +817,19 @@ async def test_the_bundled_schemas_reach_the_kubeconform_container(
     with capture(SCHEMA, stdout=renders_a_deployment) as recorder:
         await pipeline().kubeconform(env=["dev"], schema_location=["bundled"])
     assert recorder.errors() == []
+    # The bundle is written by a container of its own, with the schema package's data; the
+    # module runtime never installs it. (tests/test_engine.py runs both for real.)
+    bundle = only_query_with(recorder, '"python" "-m" "pipeline.schemas"', "exitCode")
+    text = _flat(bundle.document)
+    assert f'from(address: "{TOOLS["kubernetes-validate"].image}")' in text
+    assert '"/out/.cache/schemas" "1.35.0" "--kind" "deployment"' in text
+    assert 'withMountedDirectory(path: "/opt/gitops-pipeline/pipeline"' in text
+    assert 'withEnvVariable(name: "PYTHONPATH" value: "/opt/gitops-pipeline")' in text
+    assert f'"kubernetes-validate=={TOOLS["kubernetes-validate"].version}"' in text
+    assert 'include: [".cache/schemas" ".cache/schemas/**"]' in documents(recorder)
     run = only_query_with(recorder, '"/kubeconform" "-strict"', "exitCode")
     given = directory_at(recorder, run, "/out")
     assert "rendered/web/dev.yaml" in given
-    assert ".cache/schemas/v1.35.0-standalone-strict/deployment-apps-v1.json" in given
 
 
 async def test_validate_with_every_option(source_from, exports_create_directories):
@@ -895,19 +907,20 @@ async def test_plan(source_from):
     assert recorder.queries == []  # planning reads the local copy only
 
 
-async def test_tools():
+async def test_tools(exports_create_directories):
     with capture(SCHEMA) as recorder:
-        text = pipeline().tools()
+        text = await pipeline().tools()
     assert recorder.errors() == []
     lines = {line.split("\t")[0]: line.split("\t") for line in text.splitlines()}
     assert set(lines) == set(TOOLS)
     assert lines["helm"][3] == TOOLS["helm"].image
-    assert recorder.queries == []
+    # Only pipeline.yaml comes over: the image overrides are read from it.
+    assert 'filter(include: ["pipeline.yaml"])' in documents(recorder)
 
 
-async def test_tool_env():
+async def test_tool_env(exports_create_directories):
     with capture(SCHEMA) as recorder:
-        container = pipeline().tool_env(tool="helm")
+        container = await pipeline().tool_env(tool="helm")
         await container.sync()
     assert recorder.errors() == []
     text = documents(recorder)
@@ -917,18 +930,21 @@ async def test_tool_env():
     assert 'withMountedCache(path: "/cache/helm"' in text
 
 
-async def test_tool_env_refuses_an_unknown_tool():
+async def test_tool_env_refuses_an_unknown_tool(exports_create_directories):
     with capture(SCHEMA) as recorder, pytest.raises(ConfigError, match="unknown tool 'kubectl'"):
-        pipeline().tool_env(tool="kubectl")
-    assert recorder.queries == []
+        await pipeline().tool_env(tool="kubectl")
+    assert not queries_with(recorder, "from(address:")
 
 
-async def test_schemas():
+async def test_schemas(exports_create_directories):
     with capture(SCHEMA) as recorder:
         bundle = await pipeline().schemas(crd_schemas=None)
-        files = await returned_files(recorder, bundle)
+        await bundle.sync()
     assert recorder.errors() == []
-    assert "v1.35.0-standalone-strict/deployment-apps-v1.json" in files
+    step = only_query_with(recorder, '"python" "-m" "pipeline.schemas"', "exitCode")
+    text = _flat(step.document)
+    assert '"/out/bundle" "1.35.0"' in text
+    assert '"--kind"' not in text  # every kind: a full bundle
 
 
 def test_every_function_has_an_offline_test_here():

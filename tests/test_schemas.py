@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.schemas import SchemaBundle, supported_kubernetes_versions, write_schema_bundle
+from pipeline.schemas import (
+    BUILTIN_CRDS,
+    SchemaBundle,
+    supported_kubernetes_versions,
+    write_schema_bundle,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "schemas" / "crds"
@@ -263,8 +268,28 @@ def test_rewriting_replaces_the_bundle(tmp_path: Path) -> None:
     write_schema_bundle(out, K8S_VERSION, [crd_dir], kinds={"deployment"})
     again = write_schema_bundle(out, K8S_VERSION, kinds={"pod-v1"})
     assert [p.name for p in (out / f"v{K8S_VERSION}-standalone").iterdir()] == ["pod-v1.json"]
-    assert again.crd_files == ()
-    assert list((out / "crds").iterdir()) == []
+    assert not (out / "crds" / "example.com").exists()
+    assert {p.relative_to(out / "crds") for p in again.crd_files} == _builtin_crds()
+
+
+def _builtin_crds() -> set[Path]:
+    return {p.relative_to(BUILTIN_CRDS) for p in BUILTIN_CRDS.rglob("*.json")}
+
+
+def test_the_shipped_crd_schemas_are_always_in_the_bundle(tmp_path: Path) -> None:
+    written = write_schema_bundle(tmp_path / "b", K8S_VERSION, kinds={"pod-v1"})
+    relative = {p.relative_to(tmp_path / "b" / "crds") for p in written.crd_files}
+    assert relative == _builtin_crds()
+    for kind in ("argoproj.io/rollout_v1alpha1.json", "bitnami.com/sealedsecret_v1alpha1.json"):
+        assert Path(kind) in relative
+
+
+def test_a_repository_schema_replaces_the_shipped_one(tmp_path: Path) -> None:
+    own = '{"type": "object", "description": "ours"}'
+    crd_dir = _crd_dir(tmp_path, "bitnami.com/sealedsecret_v1alpha1.json", own)
+    write_schema_bundle(tmp_path / "b", K8S_VERSION, [crd_dir], kinds={"pod-v1"})
+    written = tmp_path / "b" / "crds" / "bitnami.com" / "sealedsecret_v1alpha1.json"
+    assert written.read_text(encoding="utf-8") == own
 
 
 def test_bare_kind_selects_every_group_version(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from pipeline.model import CONTAINER_MOUNTS, Root, SecretRef, Step, out, src
 from pipeline.runners.dagger_runner import DaggerRunner
 from pipeline.tools import (
     INSTALL_SCRIPT,
+    PYTHON_IMAGE,
     TOOLS,
     Source,
     get_tool,
@@ -171,9 +172,24 @@ def test_dev_extra_pins_the_python_tools_to_the_table() -> None:
     )
     python_tools = [t for t in TOOLS.values() if t.source is Source.PYPI]
 
-    assert {t.name for t in python_tools} == {"ruff", "mypy", "pytest"}
+    assert {t.name for t in python_tools} == {"ruff", "mypy", "pytest", "kubernetes-validate"}
     for tool in python_tools:
         assert pins.get(tool.package) == tool.version, tool.name
+    schemas_extra = pyproject["project"]["optional-dependencies"]["schemas"]
+    assert schemas_extra == [f"kubernetes-validate=={TOOLS['kubernetes-validate'].version}"]
+
+
+def test_the_module_runtime_installs_nothing_heavy() -> None:
+    """`uv sync --no-dev` installs [project].dependencies only: no schema package there."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    names = [re.split(r"[<>=!~; ]", r, maxsplit=1)[0] for r in pyproject["project"]["dependencies"]]
+    assert "kubernetes-validate" not in names
+    assert "dagger-io" in names
+
+
+def test_the_module_base_image_is_the_pinned_python_image() -> None:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["tool"]["dagger"]["base-image"] == PYTHON_IMAGE
 
 
 def test_python_m_pipeline_tools_prints_the_go_install_lines() -> None:

@@ -29,6 +29,7 @@ import dagger
 import graphql
 import hcl2
 import pytest
+import semver
 import yaml
 from dagger.mod import default_module
 from test_module import registered_functions
@@ -662,7 +663,7 @@ def test_dagger_is_pinned_to_the_module_engine_version(path):
     assert dagger_steps
     for step in dagger_steps:
         assert step["uses"] == f"{DAGGER_ACTION}@{DAGGER_ACTION_PIN}"
-        assert str(step["with"]["version"]) == engine
+        assert _cli_runs_module(str(step["with"]["version"]), engine)
     for step in (s for s in steps if s["uses"].startswith("actions/checkout@")):
         assert step.get("with", {}).get("persist-credentials") is False
 
@@ -670,10 +671,29 @@ def test_dagger_is_pinned_to_the_module_engine_version(path):
 def test_gitlab_and_jenkins_pin_the_engine_version_and_images():
     engine = yaml.safe_load((REPO / "dagger.json").read_text())["engineVersion"].lstrip("v")
     gitlab = _load(REPO / "ci" / "gitlab" / ".gitlab-ci.yml")
-    assert gitlab["variables"]["DAGGER_VERSION"] == engine
+    assert _cli_runs_module(gitlab["variables"]["DAGGER_VERSION"], engine)
     images = [gitlab[".dagger"]["image"], *(s["name"] for s in gitlab[".dagger"]["services"])]
     assert all(re.search(r":[\w.-]+@sha256:[0-9a-f]{64}$", image) for image in images), images
-    assert f"DAGGER_VERSION = '{engine}'" in JENKINSFILE.read_text(encoding="utf-8")
+    jenkins = re.search(r"DAGGER_VERSION = '([^']+)'", JENKINSFILE.read_text(encoding="utf-8"))
+    assert jenkins is not None
+    assert _cli_runs_module(jenkins[1], engine)
+
+
+def _cli_runs_module(cli: str, engine: str) -> bool:
+    """A CLI runs a module whose engineVersion is not newer than itself, within its minor."""
+    cli_version, engine_version = semver.Version.parse(cli), semver.Version.parse(engine)
+    same_minor = (cli_version.major, cli_version.minor) == (
+        engine_version.major,
+        engine_version.minor,
+    )
+    return same_minor and cli_version >= engine_version
+
+
+def test_the_cli_check_refuses_a_cli_older_than_the_module():
+    assert _cli_runs_module("0.21.11", "0.21.8")
+    assert _cli_runs_module("0.21.8", "0.21.8")
+    assert not _cli_runs_module("0.21.7", "0.21.8")
+    assert not _cli_runs_module("0.22.0", "0.21.8")
 
 
 def test_ci_workflow_publishes_reports_even_when_a_check_fails():

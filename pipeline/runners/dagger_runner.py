@@ -12,22 +12,37 @@ from pathlib import Path
 import dagger
 from dagger import dag
 
+from pipeline.errors import SetupError
 from pipeline.model import CONTAINER_MOUNTS, Arg, Joined, Ref, Root, SecretRef, Step, StepResult
-from pipeline.tools import Tool, get_tool
+from pipeline.tools import PACKAGE_ROOT, Tool, get_tool
 
 CACHE_PREFIX = "gitops-pipeline"
+PACKAGE_MOUNT = "/opt/gitops-pipeline"
 
 
-def tool_container(tool: Tool) -> dagger.Container:
-    """The pinned image of a tool, with its setup commands and cache volumes."""
-    container = dag.container().from_(tool.image)
+def tool_container(tool: Tool, image: str = "") -> dagger.Container:
+    """A tool's image (the pinned one unless `image` replaces it), setup and cache volumes."""
+    container = dag.container().from_(image or tool.image)
+    for variable, value in tool.container_env:
+        container = container.with_env_variable(variable, value)
     for command in tool.container_setup:
         container = container.with_exec(list(command))
     for variable, path in tool.cache_dirs:
         # Keyed by path, not tool: the Python tools share one uv cache.
         volume = dag.cache_volume(f"{CACHE_PREFIX}-{path.strip('/').replace('/', '-')}")
         container = container.with_mounted_cache(path, volume).with_env_variable(variable, path)
+    if tool.runs_package:
+        container = container.with_mounted_directory(
+            f"{PACKAGE_MOUNT}/{PACKAGE_ROOT.name}", package_directory()
+        ).with_env_variable("PYTHONPATH", PACKAGE_MOUNT)
     return container
+
+
+def package_directory() -> dagger.Directory:
+    """This package's own Python source, for tools that run one of its modules."""
+    if in_module():
+        return dag.current_module().source().directory(PACKAGE_ROOT.name)
+    return dag.host().directory(str(PACKAGE_ROOT), include=["**/*.py", "data/**"])
 
 
 def container_path(ref: Ref) -> str:
@@ -80,6 +95,7 @@ class DaggerRunner:
     source: dagger.Directory
     out: Path
     secrets: Mapping[str, dagger.Secret] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)  # tool name -> image override
 
     def _secret(self, ref: SecretRef) -> dagger.Secret:
         given = self.secrets.get(ref.source)
@@ -91,12 +107,11 @@ class DaggerRunner:
     def container(self, step: Step) -> dagger.Container:
         """The prepared container of a step, without the step's command (for `terminal`)."""
         tool = get_tool(step.tool)
+        base = tool_container(tool, self.images.get(tool.name, ""))
         if step.writes_source:
-            container = tool_container(tool).with_directory(
-                CONTAINER_MOUNTS[Root.SOURCE], self.source
-            )
+            container = base.with_directory(CONTAINER_MOUNTS[Root.SOURCE], self.source)
         else:
-            container = tool_container(tool).with_mounted_directory(
+            container = base.with_mounted_directory(
                 CONTAINER_MOUNTS[Root.SOURCE], self.source, read_only=True
             )
         # Setup first: its layers depend only on the image and the source, so they stay
@@ -136,7 +151,23 @@ class DaggerRunner:
     async def run(self, step: Step) -> StepResult:
         started = time.monotonic()
         executed = self.executed(step)
-        exit_code = await executed.exit_code()
+        try:
+            exit_code = await executed.exit_code()
+        except dagger.ExecError as error:
+            # The step's own command never fails this way (any exit code is a result): a
+            # command that prepares its container did (installing a tool or dependencies).
+            raise SetupError(
+                f"{step.name}: preparing the {step.tool} container failed: "
+                f"`{' '.join(error.command)}` exited {error.exit_code}: "
+                f"{_tail(error.stderr or error.stdout)}"
+            ) from None
+        except dagger.QueryError as error:
+            image = self.images.get(step.tool) or get_tool(step.tool).image
+            raise SetupError(
+                f"{step.name}: the Dagger engine could not run {step.tool} in {image} "
+                f"(pipeline.yaml `tools.{step.tool}.image` points it at a mirror): "
+                f"{_tail(str(error))}"
+            ) from None
         if step.writes_source and exit_code == 0:
             # Each step is a fresh container: later steps see the change through the source.
             self.source = executed.directory(CONTAINER_MOUNTS[Root.SOURCE])
@@ -144,9 +175,9 @@ class DaggerRunner:
         stderr = await executed.stderr()
         produced: tuple[str, ...] = ()
         if step.outputs:
-            exported = executed.directory(CONTAINER_MOUNTS[Root.OUT]).filter(
-                include=list(step.outputs)
-            )
+            # An output may be a directory (a schema bundle): its contents come with it.
+            include = [p for o in step.outputs for p in (o, f"{o}/**")]
+            exported = executed.directory(CONTAINER_MOUNTS[Root.OUT]).filter(include=include)
             await exported.export(str(self.out))
             produced = tuple(o for o in step.outputs if (self.out / o).exists())
         return StepResult(
@@ -157,3 +188,8 @@ class DaggerRunner:
             outputs=produced,
             duration=time.monotonic() - started,
         )
+
+
+def _tail(text: str, limit: int = 2000) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else f"...{text[-limit:]}"
