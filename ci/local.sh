@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a gitops-pipeline verb on this machine without Docker, bootstrapping on first use:
 # a .venv with the package, then the pinned tools in .tools/bin. Arguments go to the CLI.
-#   ci/local.sh validate --schema-location bundled --crd-schemas ../shared/schemas/crds
+#   ci/local.sh validate
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ ! -x "$root/.venv/bin/gitops-pipeline" ]]; then

@@ -214,12 +214,12 @@ def _python_verb(
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
     async def run_stage(_args: argparse.Namespace, run: Run) -> Status:
-        from pipeline.pychecks import lint, test, typecheck  # noqa: PLC0415
+        from pipeline.pychecks import lint, test, typecheck, write_stage_reports  # noqa: PLC0415
 
         stages = {"lint": lint, "typecheck": typecheck, "test": test}
         result = await stages[stage](run)
         _print_results([result])
-        reports.write_json(run.out / f"{name}.json", reports.summary_json([result], {}))
+        write_stage_reports(run, result)
         out(f"artifacts: {run.out}")
         return result.status
 

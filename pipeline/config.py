@@ -49,7 +49,9 @@ class ChartConfig:
 
 @dataclass(frozen=True)
 class KubeconformConfig:
-    schema_locations: tuple[str, ...] = ("default", CRDS_CATALOG_TEMPLATE)
+    # Offline by default: the bundled Kubernetes schemas and the package's CRD schemas. Online
+    # locations ("default", CRDS_CATALOG_TEMPLATE, any URL) are an explicit choice.
+    schema_locations: tuple[str, ...] = ("bundled",)
     ignore_missing_schemas: tuple[str, ...] = ()  # kinds allowed to have no schema
     crd_schemas: tuple[str, ...] = ()  # CRDs-catalog layout dirs for the `bundled` location
 
@@ -298,10 +300,12 @@ _SCHEMA = _mapping(
 
 def load_config(source: Path) -> Config:
     """Read `pipeline.yaml` under `source` if present; defaults otherwise."""
-    path = source / CONFIG_FILE
-    if not path.is_file():
+    if not (source / CONFIG_FILE).is_file():
         return Config(source=source)
-    text = path.read_text(encoding="utf-8")
+    text = (source / CONFIG_FILE).read_text(encoding="utf-8")
+    # Named as in the repository, like every other file a report names: the same in a
+    # checkout, in the Dagger module's copy and in CI.
+    path = Path(CONFIG_FILE)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

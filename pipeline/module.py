@@ -18,8 +18,9 @@ from typing import Annotated
 
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
+from dagger import check as dagger_check
 
-from pipeline import publish, reports
+from pipeline import publish
 from pipeline.changelog import changelog_markdown
 from pipeline.ci import PYTHON_STAGES, run_ci
 from pipeline.config import CONFIG_FILE, DEFAULT_KUBERNETES_VERSION, Config, load_config
@@ -28,7 +29,7 @@ from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
 from pipeline.model import out as output_ref
 from pipeline.plan import plan_text
-from pipeline.pychecks import mypy_targets, python_projects
+from pipeline.pychecks import mypy_targets, python_projects, write_stage_reports
 from pipeline.release import (
     ReleaseOptions,
     image_labels,
@@ -84,6 +85,7 @@ Image = Annotated[str, Doc("registry/owner/name, lower-case (default: image.repo
 RELEASE_TAGGER = ("gitops-pipeline", "gitops-pipeline@users.noreply.github.com")
 # Secrets given to the module are looked up by this reference, never resolved from the host.
 GIT_TOKEN_REFERENCE = "env:GITOPS_PIPELINE_GIT_TOKEN"  # noqa: S105 - a lookup key
+GIT_SERVER_HOST = "git-server"
 ReleaseVersion = Annotated[str, Doc("release version written to .version and .image-tag")]
 
 
@@ -179,6 +181,7 @@ class Pipeline:
         return await self._artifacts(ALL_CHECKS, run)
 
     @function
+    @dagger_check
     async def check(
         self,
         env: Environments = None,
@@ -197,10 +200,7 @@ class Pipeline:
 
     async def _python_stage(self, stage: str, python: list[str] | None = None) -> dagger.Directory:
         run = await self._checks_run(python=python)
-        result = await PYTHON_STAGES[stage](run)
-        reports.write_json(run.out / "summary.json", reports.summary_json([result], {}))
-        reports.write_text(run.out / "summary.md", reports.summary_markdown([result], stage))
-        reports.write_text(run.out / "junit.xml", reports.junit_xml([result]))
+        write_stage_reports(run, await PYTHON_STAGES[stage](run))
         return artifacts_directory(run.out)
 
     @function
@@ -291,7 +291,7 @@ class Pipeline:
             return json.dumps(decision_json(decision), indent=2)
         return decision.next or decision.current or ""
 
-    @function
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def changelog(
         self,
         git_dir: GitDir,
@@ -366,11 +366,20 @@ class Pipeline:
         remote: Annotated[str, Doc("git remote the tag is pushed to")] = "origin",
         prerelease: Annotated[str, Doc("release X.Y.Z-TOKEN.N")] = "",
         platform: Annotated[list[str] | None, Doc("platforms, e.g. linux/amd64")] = None,
+        git_server: Annotated[
+            dagger.Service | None,
+            Doc(
+                "a git server only this machine reaches (tcp://localhost:PORT), seen by the tag "
+                "push as host git-server: pair with --remote git://git-server:PORT/REPO"
+            ),
+        ] = None,
     ) -> dagger.Directory:
         """Version, changelog, build, tag push, publish; returns .version, notes and digests."""
         run, runner = await self._release_run(git_dir)
         if git_token is not None:
             runner.secrets = {GIT_TOKEN_REFERENCE: git_token}
+        if git_server is not None:
+            runner.services = {GIT_SERVER_HOST: git_server}
         options = replace(
             self._release_options(run.config, image, registry_username, prerelease),
             remote=remote,

@@ -238,3 +238,16 @@ def _test_verdicts(
             )
         ]
     return []
+
+
+def write_stage_reports(run: Run, result: Result) -> None:
+    """One Python stage's reports, the same from the CLI and the Dagger module.
+
+    `<stage>.json` keeps a stage's own verdict beside a later `ci` or `validate` in the same
+    directory; summary.json, summary.md and junit.xml are what CI wrappers read.
+    """
+    summary = reports.summary_json([result], {})
+    reports.write_json(run.out / f"{result.stage}.json", summary)
+    reports.write_json(run.out / "summary.json", summary)
+    reports.write_text(run.out / "summary.md", reports.summary_markdown([result], result.stage))
+    reports.write_text(run.out / "junit.xml", reports.junit_xml([result]))

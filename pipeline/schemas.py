@@ -29,7 +29,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ToolMissingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -140,9 +140,10 @@ def _shipped_schema_root() -> Path:
     # costs about a quarter of a second for nothing we use.
     spec = importlib.util.find_spec(_SCHEMAS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "kubernetes-validate is not installed; it ships the Kubernetes schemas "
-            "(pip install kubernetes-validate)"
+        raise ToolMissingError(
+            "kubernetes-validate",
+            "it ships the Kubernetes schemas of the offline bundle: "
+            "pip install 'gitops-pipeline[schemas]'",
         )
     root = Path(next(iter(spec.submodule_search_locations))) / _SCHEMAS_SUBDIR
     if not root.is_dir():

@@ -60,6 +60,9 @@ class Tool:
     container_setup: tuple[tuple[str, ...], ...] = field(default=())
     cache_dirs: tuple[tuple[str, str], ...] = ()  # (env var, path) the tool caches under
     container_env: tuple[tuple[str, str], ...] = ()  # set before the setup commands run
+    # Go tools: the `-X` link flag that stamps the version into `tool --version`, as the
+    # project's own release builds do (a plain `go install` prints "dev" or "development").
+    version_ldflag: str = ""
     # The container runs a module of this package (`python -m pipeline.…`): the runner mounts
     # the package's own source there, so the heavy data package stays out of the module runtime.
     runs_package: bool = False
@@ -121,6 +124,7 @@ TOOLS: dict[str, Tool] = {
             version="4.2.4",
             source=Source.GO,
             package="helm.sh/helm/v4/cmd/helm",
+            version_ldflag="helm.sh/helm/v4/internal/version.version=v4.2.4",
             image="docker.io/alpine/helm:4.2.4@sha256:76c375eed56144c68d6197c55bc5a4552fb42002190b796729901cbab3ae6e51",
             cache_dirs=(("HELM_CACHE_HOME", "/cache/helm"),),
         ),
@@ -129,6 +133,7 @@ TOOLS: dict[str, Tool] = {
             version="0.7.0",
             source=Source.GO,
             package="github.com/yannh/kubeconform/cmd/kubeconform",
+            version_ldflag="main.version=v0.7.0",
             image="ghcr.io/yannh/kubeconform:v0.7.0@sha256:85dbef6b4b312b99133decc9c6fc9495e9fc5f92293d4ff3b7e1b30f5611823c",
             container_binary="/kubeconform",
         ),
@@ -137,6 +142,7 @@ TOOLS: dict[str, Tool] = {
             version="0.69.0",
             source=Source.GO,
             package="github.com/open-policy-agent/conftest",
+            version_ldflag="github.com/open-policy-agent/conftest/internal/version.Version=0.69.0",
             image="docker.io/openpolicyagent/conftest:v0.69.0@sha256:a38ba21668929a00dce2fe6ee43d1312228340bce5fd243f47dd0ce90516e558",
         ),
         Tool(
@@ -144,6 +150,7 @@ TOOLS: dict[str, Tool] = {
             version="1.7.12",
             source=Source.GO,
             package="github.com/rhysd/actionlint/cmd/actionlint",
+            version_ldflag="github.com/rhysd/actionlint.version=1.7.12",
             image="docker.io/rhysd/actionlint:1.7.12@sha256:b1934ee5f1c509618f2508e6eb47ee0d3520686341fec936f3b79331f9315667",
         ),
         _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"), UV_CACHE)),
@@ -313,8 +320,12 @@ def require(tool_name: str) -> Path:
 
 
 def go_install_lines() -> list[str]:
-    """`name module@version` lines that ci/install-tools.sh installs."""
-    return [f"{t.name} {t.install_spec}" for t in TOOLS.values() if t.source is Source.GO]
+    """`name module@version -X-flag` lines that ci/install-tools.sh installs."""
+    return [
+        f"{t.name} {t.install_spec} {t.version_ldflag}"
+        for t in TOOLS.values()
+        if t.source is Source.GO
+    ]
 
 
 if __name__ == "__main__":

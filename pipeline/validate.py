@@ -478,12 +478,20 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Eve
         )
     await parsed.wait()
     index = _index(rendered)
-    findings: list[Finding] = []
+    placed: list[tuple[tuple[int, int, str], Finding]] = []
     for verdict in verdicts:
         item = _owner(verdict.filename, index)
         resource = _find_resource(item, verdict.kind, verdict.name)
         where = item.where(resource) if item else {"file": verdict.filename}
-        findings.append(kubeconform.to_finding(verdict, **where))
+        # kubeconform checks files concurrently and prints in whatever order they finish:
+        # reports follow the render order instead, so every run (and runner) reads the same.
+        position = (
+            rendered.index(item) if item else len(rendered),
+            item.resources.index(resource) if item and resource else 0,
+            verdict.filename,
+        )
+        placed.append((position, kubeconform.to_finding(verdict, **where)))
+    findings = [finding for _, finding in sorted(placed, key=lambda pair: pair[0])]
     reports.write_json(run.out / "kubeconform.json", _kubeconform_report(findings))
     failed = [f for f in findings if f.status.failed]
     status = Status.FAILED if failed or (not step_result.ok and not findings) else Status.PASSED

@@ -65,14 +65,20 @@ class Engine:
     module_base_image: str
     tool_images: dict[str, str]
 
-    def dagger(self, *args: str, cwd: Path, timeout: float = CALL_TIMEOUT) -> Call:
+    def dagger(
+        self,
+        *args: str,
+        cwd: Path,
+        timeout: float = CALL_TIMEOUT,
+        env: dict[str, str] | None = None,
+    ) -> Call:
         argv = ("dagger", "--progress=plain", *args)
         started = time.monotonic()
         # The CLI waits minutes for an engine it cannot reach: the time limit is ours.
         done = subprocess.run(
             argv,
             cwd=cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -80,10 +86,16 @@ class Engine:
         )
         return Call(argv, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
-    def call(self, module: Path, *args: str, source: Path | None = None) -> Call:
+    def call(
+        self,
+        module: Path,
+        *args: str,
+        source: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Call:
         """`dagger call` on the module, with `--source` when the repository is elsewhere."""
         constructor = ("--source", str(source)) if source is not None else ()
-        return self.dagger("call", "-m", str(module), *constructor, *args, cwd=module)
+        return self.dagger("call", "-m", str(module), *constructor, *args, cwd=module, env=env)
 
     def use_look_alikes(self, repository: Path) -> None:
         """pipeline.yaml's documented override: each tool's image is its look-alike."""
@@ -138,9 +150,9 @@ def module_files() -> list[str]:
     return [name for name in listed if (REPO_ROOT / name).is_file()]
 
 
-def copy_module(target: Path, engine: Engine, *, extra: tuple[str, ...] = ()) -> Path:
-    """This repository's module files (and `extra` paths) under `target`, base image overridden."""
-    for name in [*module_files(), *extra]:
+def copy_module(target: Path, engine: Engine, *, files: tuple[str, ...] | None = None) -> Path:
+    """This repository's module files under `target` (or only `files`), base image overridden."""
+    for name in module_files() if files is None else files:
         source = REPO_ROOT / name
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)

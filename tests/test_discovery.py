@@ -116,7 +116,7 @@ def test_missing_declared_overlay_names_chart_environment_and_file(tmp_path: Pat
 
     error = caught.value
     assert error.exit_code == 2
-    assert error.file == str(tmp_path / CONFIG_FILE)
+    assert error.file == CONFIG_FILE
     assert error.field == "charts.web.environments.prd.values"
     assert "chart 'web'" in error.message
     assert "environment 'prd'" in error.message

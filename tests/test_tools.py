@@ -207,10 +207,31 @@ def test_python_m_pipeline_tools_prints_the_go_install_lines() -> None:
     go_tools = {t.name: t for t in TOOLS.values() if t.source is Source.GO}
     assert [line.split(" ")[0] for line in lines] == list(go_tools)
     for line in lines:
-        name, spec = line.split(" ")
+        name, spec, ldflag = line.split(" ")
         tool = go_tools[name]
         assert spec == f"{tool.package}@v{tool.version}"
-    assert "helm helm.sh/helm/v4/cmd/helm@v4.2.4" in lines
+        assert ldflag.endswith(tool.version), ldflag  # stamped with the pinned version
+    assert (
+        "helm helm.sh/helm/v4/cmd/helm@v4.2.4 helm.sh/helm/v4/internal/version.version=v4.2.4"
+    ) in lines
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("helm", ("version", "--short")),
+        ("kubeconform", ("-v",)),
+        ("conftest", ("--version",)),
+        ("actionlint", ("--version",)),
+    ],
+)
+def test_installed_go_tools_report_their_pinned_version(tool: str, argv: tuple[str, ...]) -> None:
+    """As the projects' own builds (and images) do: `--version` names the pinned release."""
+    binary = require(tool)
+    shown = subprocess.run(
+        [str(binary), *argv], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert TOOLS[tool].version in shown.splitlines()[0], shown
 
 
 def test_install_script_takes_its_versions_from_the_table() -> None:

@@ -1077,12 +1077,16 @@ def go_installs(text: str, work: Path) -> list[str]:
                     capture_output=True,
                 )
     calls = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
-    return [w for call in calls if call[:1] == ["install"] for w in call[1:] if w[:1] != "-"]
+    # The module@version arguments; the `-X` link flags are checked on their own.
+    return [w for call in calls if call[:1] == ["install"] for w in call[1:] if "@" in w]
 
 
 def test_tools_image_installs_exactly_the_pinned_go_tools(tmp_path):
-    specs = [line.split(" ", 1)[1] for line in pin_table.go_install_lines()]
+    specs = [line.split(" ")[1] for line in pin_table.go_install_lines()]
     assert go_installs(DOCKERFILE.read_text(encoding="utf-8"), tmp_path) == specs
+    calls = (tmp_path / "go.log").read_text().splitlines()
+    stamps = [line.split(" ")[2] for line in pin_table.go_install_lines()]
+    assert [call.split()[3] for call in calls] == stamps  # install -ldflags -X <flag> <spec>
 
 
 def test_the_image_checker_reports_a_drifted_go_tool(tmp_path):
@@ -1093,7 +1097,7 @@ def test_the_image_checker_reports_a_drifted_go_tool(tmp_path):
         flags=re.DOTALL,
     )
     assert drifted != DOCKERFILE.read_text(encoding="utf-8")
-    specs = [line.split(" ", 1)[1] for line in pin_table.go_install_lines()]
+    specs = [line.split(" ")[1] for line in pin_table.go_install_lines()]
     assert go_installs(drifted, tmp_path) != specs
 
 

@@ -96,6 +96,7 @@ class DaggerRunner:
     out: Path
     secrets: Mapping[str, dagger.Secret] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)  # tool name -> image override
+    services: Mapping[str, dagger.Service] = field(default_factory=dict)  # hostname -> service
 
     def _secret(self, ref: SecretRef) -> dagger.Secret:
         given = self.secrets.get(ref.source)
@@ -126,6 +127,8 @@ class DaggerRunner:
             container = container.with_env_variable(name, self._arg(value))
         for secret in step.secrets:
             container = container.with_secret_variable(secret.variable, self._secret(secret))
+        for hostname, service in self.services.items():
+            container = container.with_service_binding(hostname, service)
         return container.with_workdir(container_path(step.workdir))
 
     def executed(self, step: Step) -> dagger.Container:
