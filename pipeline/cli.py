@@ -515,6 +515,11 @@ async def _main(args: argparse.Namespace) -> Status:
     if not source.is_dir():
         raise ConfigError("source directory does not exist", file=args.source, field="--source")
     config = load_config(source)
+    for crd_dir in getattr(args, "crd_schemas", ()):
+        if not crd_dir.is_dir():
+            raise ConfigError(
+                "CRD schema directory does not exist", file=crd_dir, field="--crd-schemas"
+            )
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
     if not args.dry_run:
         return await _run_verb(args, func, config, out_dir)

@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
 from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out, src
 from pipeline.run import Run, gather
+from pipeline.schemas import BUILTIN_CRDS, write_schema_bundle
 from pipeline.stages import conftest, helm, kubeconform, kubernetes_validate
 
 ALL_CHECKS = ("lint", "render", "kubeconform", "policy")
@@ -74,6 +75,8 @@ async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
     run.out.mkdir(parents=True, exist_ok=True)
     try:
         targets = plan_targets(run.config, run.environments)
+        if "kubeconform" in checks:
+            _check_crd_dirs(run)
     except ConfigError as error:
         results = [Result("plan", Status.ERROR, str(error), (_config_finding(error),))]
         outcome = Outcome(results, [], error)
@@ -362,6 +365,16 @@ def _owner(filename: str, index: dict[str, Rendered]) -> Rendered | None:
 CRD_TEMPLATE = "crds/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
 
+def _check_crd_dirs(run: Run) -> None:
+    for crd_dir in run.config.kubeconform.crd_schemas:
+        if not (run.source / crd_dir).is_dir():
+            raise ConfigError(
+                "CRD schema directory does not exist",
+                file=run.config.file,
+                field=f"kubeconform.crd_schemas ({crd_dir})",
+            )
+
+
 async def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
     configured = run.schema_locations or run.config.kubeconform.schema_locations
     locations: list[Arg] = []
@@ -407,10 +420,9 @@ def _container_crd_dirs(run: Run) -> list[Ref]:
 
 
 def _cached_bundle(cache: Path, version: str, crd_dirs: Sequence[Path]) -> Path:
-    from pipeline.schemas import write_schema_bundle  # noqa: PLC0415
-
     fingerprint = hashlib.sha256(f"{version}\n{_package_version()}".encode())
-    for crd_dir in crd_dirs:
+    # The shipped CRD schemas are part of every bundle: a change to them is a new bundle.
+    for crd_dir in (BUILTIN_CRDS, *crd_dirs):
         for file in sorted(crd_dir.rglob("*.json")) if crd_dir.is_dir() else [crd_dir]:
             stat = file.stat()
             fingerprint.update(

@@ -24,10 +24,8 @@ from conftest import (
     POLICY,
     RENDER_TOOLS,
     REPO_ROOT,
-    SHARED_CRDS,
     CliRun,
     fixture_repo,
-    requires_shared,
     tool_marks,
 )
 
@@ -370,11 +368,9 @@ def test_external_overlay_is_layered_last(validated: Callable[[str], CliRun]) ->
 # --- the repository's own example, dry runs and plan --------------------------------------------
 
 
-@requires_shared
 def test_example_chat_chart_validates(tmp_path: Path) -> None:
-    run = validate_repo(
-        chat_repo(tmp_path), tmp_path / "artifacts", *BUNDLED, "--crd-schemas", str(SHARED_CRDS)
-    )
+    """With no flag and nothing beside the repository: the defaults are offline and complete."""
+    run = validate_repo(chat_repo(tmp_path), tmp_path / "artifacts")
 
     assert run.exit_code == 0, run.stdout + run.stderr
     summary = run.summary()
@@ -386,6 +382,30 @@ def test_example_chat_chart_validates(tmp_path: Path) -> None:
     verdicts = json.loads((run.out / "kubeconform.json").read_text())["resources"]
     assert verdicts
     assert {v["status"] for v in verdicts} == {"passed"}
+
+
+def test_a_missing_crd_schemas_directory_is_a_usage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    run = validate_repo(chat_repo(tmp_path), tmp_path / "artifacts", "--crd-schemas", str(missing))
+    assert run.exit_code == 2
+    assert f"{missing}: --crd-schemas: CRD schema directory does not exist" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_configured_crd_schemas_directory_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    source = chat_repo(tmp_path)
+    config = source / "pipeline.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "kubeconform:\n", "kubeconform:\n  crd_schemas: [schemas/crds]\n"
+        ),
+        encoding="utf-8",
+    )
+    run = validate_repo(source, tmp_path / "artifacts")
+    assert run.exit_code == 2, run.stdout + run.stderr
+    (problem,) = run.check_problems("config")
+    assert problem["file"] == "pipeline.yaml"
+    assert "kubeconform.crd_schemas (schemas/crds)" in problem["message"]
 
 
 @pytest.fixture
