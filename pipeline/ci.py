@@ -45,7 +45,7 @@ async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
     outcome_box: list[Outcome] = []
 
     async def validation() -> list[Result]:
-        outcome = await validate(run)
+        outcome = await validate(run, nothing_is_skipped=True)
         outcome_box.append(outcome)
         return outcome.results
 
@@ -54,6 +54,12 @@ async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
     finished = await gather(jobs, len(jobs))
     results = [result for stage in finished for result in stage]
     outcome = outcome_box[0]
+    if all(r.status is Status.SKIPPED for r in results) and not run.allow_empty:
+        message = (
+            "nothing was checked: no Python project and no Helm chart in the source; "
+            "pass --allow-empty if that is expected"
+        )
+        results.append(Result("ci", Status.FAILED, message, (Finding("ci", message),)))
     write_merged(run, results, outcome)
     return results, outcome, errors[0] if errors else None
 

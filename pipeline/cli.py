@@ -120,6 +120,14 @@ async def tools_verb(args: argparse.Namespace) -> Status:
     return Status.PASSED
 
 
+@machine_verb("policies", "list the built-in policy rules: id, severity, title, remediation")
+async def policies_verb(_args: argparse.Namespace) -> Status:
+    from pipeline.policy import catalog_text  # noqa: PLC0415
+
+    out(catalog_text().rstrip("\n"))
+    return Status.PASSED
+
+
 def _validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schema-location",
@@ -139,6 +147,17 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--release-version", help="the release version, written to .version and .image-tag"
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="pass when the repository has nothing to check (default: that is a failure)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing: chart dependencies must be vendored in the chart's charts/ "
+        "(default: build them from Chart.lock)",
     )
 
 
@@ -542,6 +561,8 @@ async def _run_verb(
             release_version=getattr(args, "release_version", None),
             python_versions=tuple(getattr(args, "python_versions", ())),
             schema_cache=default_cache_dir() if isinstance(runner, LocalRunner) else None,
+            allow_empty=getattr(args, "allow_empty", False),
+            offline=getattr(args, "offline", False),
         )
         status = await func(args, run)
         if recorder is not None:

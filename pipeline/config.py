@@ -8,11 +8,12 @@ and line. YAML syntax errors are reported with the line the parser gave.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -46,6 +47,10 @@ class ChartConfig:
     environments: Mapping[str, ChartEnvironment] = field(default_factory=dict)
     api_versions: tuple[str, ...] = ()
 
+    def file(self, name: str) -> str:
+        """A file of the chart, relative to the source (a chart at the root has no prefix)."""
+        return (PurePosixPath(self.path) / name).as_posix()
+
 
 @dataclass(frozen=True)
 class KubeconformConfig:
@@ -57,9 +62,24 @@ class KubeconformConfig:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """`policy.waivers` entry: one rule waived for one resource, with a reason."""
+
+    rule: str
+    kind: str
+    name: str
+    reason: str
+    line: int  # in pipeline.yaml, for the message when it expires
+    environment: str | None = None
+    expires: dt.date | None = None
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     path: str = "policy"
     data: tuple[str, ...] = ()
+    builtin: bool = True  # the policy pack shipped with gitops-pipeline
+    waivers: tuple[Waiver, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,12 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    paths: tuple[str, ...] = (".",)  # where charts are looked for, relative to the source
+    ignore: tuple[str, ...] = ()  # paths (or globs) skipped, e.g. tests/fixtures
+
+
+@dataclass(frozen=True)
 class ToolConfig:
     image: str = ""  # replaces the pinned image (an internal mirror, an air-gapped registry)
 
@@ -101,6 +127,7 @@ class Config:
     image: ImageConfig = field(default_factory=ImageConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     tools: Mapping[str, ToolConfig] = field(default_factory=dict)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
 
     def tool_images(self) -> dict[str, str]:
         """Each pinned tool's container image, with this repository's overrides applied."""
@@ -251,6 +278,34 @@ def _image(node: yaml.Node, dotted: str, ctx: Context) -> str:
     return value
 
 
+_WAIVER_KEYS = {"rule", "kind", "name", "reason", "environment", "expires"}
+
+
+def _waiver(node: yaml.Node, dotted: str, ctx: Context) -> Waiver:
+    fields = _mapping(dict.fromkeys(_WAIVER_KEYS, STR))(node, dotted, ctx)
+    for required in ("rule", "kind", "name", "reason"):
+        if not str(fields.get(required, "")).strip():
+            raise ctx.error(node, f"{dotted}.{required}", "is required for a waiver")
+    expires = fields.get("expires")
+    expiry: dt.date | None = None
+    if expires is not None:
+        try:
+            expiry = dt.date.fromisoformat(expires)
+        except ValueError:
+            raise ctx.error(
+                node, f"{dotted}.expires", f"expected YYYY-MM-DD, got {expires!r}"
+            ) from None
+    return Waiver(
+        rule=fields["rule"],
+        kind=fields["kind"],
+        name=fields["name"],
+        reason=fields["reason"],
+        line=node.start_mark.line + 1,
+        environment=fields.get("environment"),
+        expires=expiry,
+    )
+
+
 def _tool_name(node: yaml.Node, dotted: str, ctx: Context) -> str:
     value = str(STR(node, dotted, ctx))
     if value not in TOOLS:
@@ -283,7 +338,9 @@ _SCHEMA = _mapping(
                 "crd_schemas": STRINGS,
             }
         ),
-        "policy": _mapping({"path": STR, "data": STRINGS}),
+        "policy": _mapping(
+            {"path": STR, "data": STRINGS, "builtin": BOOL, "waivers": _list_of(_waiver)}
+        ),
         "python": _mapping({"paths": STRINGS, "mypy_targets": STRINGS, "min_coverage": NUMBER}),
         "image": _mapping({"repository": STR, "dockerfile": STR, "context": STR}),
         "release": _mapping(
@@ -294,6 +351,7 @@ _SCHEMA = _mapping(
             }
         ),
         "tools": _dict_of(_tool_name, _mapping({"image": _image})),
+        "discovery": _mapping({"paths": STRINGS, "ignore": STRINGS}),
     }
 )
 
@@ -345,4 +403,5 @@ def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
         image=ImageConfig(**raw.get("image", {})),
         release=ReleaseConfig(**raw.get("release", {})),
         tools={name: ToolConfig(**spec) for name, spec in raw.get("tools", {}).items()},
+        discovery=DiscoveryConfig(**raw.get("discovery", {})),
     )

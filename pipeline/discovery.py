@@ -8,13 +8,18 @@ and declared in `pipeline.yaml` for overlays kept elsewhere (for example
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+import yaml
 
 from pipeline.config import ChartConfig, Config
 from pipeline.errors import ConfigError
+from pipeline.manifests import load_yaml
 
 BASE_ENVIRONMENT = "default"  # a chart without overlays renders once, with its values.yaml
 _OVERLAY = re.compile(r"^(?:values-(?P<a>[a-z0-9-]+)|(?P<b>[a-z0-9-]+)-values)\.ya?ml$")
@@ -35,15 +40,21 @@ class RenderTarget:
         return f"rendered/{self.chart.name}/{self.environment}.yaml"
 
 
+# Never a place for charts of the repository's own: tool caches, virtualenvs, vendored JS.
+SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
+
+
 def discover_charts(config: Config) -> list[ChartConfig]:
+    """pipeline.yaml's charts, and every other chart found under `discovery.paths`."""
     charts = dict(config.charts)
-    charts_dir = config.source / "charts"
-    if charts_dir.is_dir():
-        for chart_yaml in sorted(charts_dir.glob("*/Chart.yaml")):
-            name = chart_yaml.parent.name
-            charts.setdefault(
-                name, ChartConfig(name=name, path=f"charts/{name}", release=name, namespace=name)
-            )
+    configured_paths = {PurePosixPath(c.path) for c in charts.values()}
+    found = [p for p in find_chart_dirs(config) if PurePosixPath(p) not in configured_paths]
+    for path in found:
+        name = _chart_name(config.source / path, path)
+        if name in charts:
+            # Two charts of one name (apps/web, infra/web): the path tells them apart.
+            name = _dns_label(path.replace("/", "-"))
+        charts.setdefault(name, ChartConfig(name=name, path=path, release=name, namespace=name))
     for chart in charts.values():
         if not (config.source / chart.path / "Chart.yaml").is_file():
             raise ConfigError(
@@ -52,6 +63,61 @@ def discover_charts(config: Config) -> list[ChartConfig]:
                 field=f"charts.{chart.name}.path ({chart.path})",
             )
     return [charts[name] for name in sorted(charts)]
+
+
+def find_chart_dirs(config: Config) -> list[str]:
+    """Every chart under `discovery.paths`, relative to the source, in a stable order.
+
+    A chart's own `charts/` folder holds its dependencies, not charts of the repository;
+    hidden folders, `discovery.ignore` and SKIPPED_DIRS are not searched, and symbolic links
+    are not followed (Argo CD's repo server refuses links that leave the repository).
+    """
+    found: list[str] = []
+    for root in config.discovery.paths:
+        base = config.source / root
+        if not base.is_dir():
+            raise ConfigError(
+                "directory does not exist",
+                file=config.file or config.source,
+                field=f"discovery.paths ({root})",
+            )
+        for directory, subdirs, files in os.walk(base):
+            relative = Path(directory).relative_to(config.source).as_posix()
+            if "Chart.yaml" in files:
+                found.append(relative)
+                subdirs[:] = [d for d in subdirs if d != "charts"]
+            subdirs[:] = sorted(
+                d
+                for d in subdirs
+                if not d.startswith(".")
+                and d not in SKIPPED_DIRS
+                and not _ignored(config, f"{relative}/{d}".removeprefix("./"))
+            )
+    return sorted(set(found))
+
+
+def _ignored(config: Config, relative: str) -> bool:
+    return any(
+        relative == pattern.rstrip("/") or fnmatch.fnmatch(relative, pattern)
+        for pattern in config.discovery.ignore
+    )
+
+
+def _chart_name(chart_dir: Path, path: str) -> str:
+    """The chart's own name (Chart.yaml `name`), else its folder's, as a DNS label."""
+    try:
+        metadata = load_yaml((chart_dir / "Chart.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        metadata = None  # the render step reports the file itself
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if isinstance(name, str) and _dns_label(name) == name:
+        return name
+    return _dns_label(PurePosixPath(path).name if path != "." else chart_dir.resolve().name)
+
+
+def _dns_label(text: str) -> str:
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return label[:63].strip("-") or "chart"
 
 
 def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
@@ -73,7 +139,7 @@ def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
 def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[str, ...]]:
     """Environment name -> values files (relative to source), base first."""
     chart_dir = config.source / chart.path
-    base = f"{chart.path}/values.yaml"
+    base = chart.file("values.yaml")
     base_files = (base,) if (config.source / base).is_file() else ()
     overlays = in_chart_overlays(chart_dir)
     all_names = sorted(set(overlays) | set(chart.environments))
@@ -82,7 +148,7 @@ def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[st
     for env in names:
         files = list(base_files)
         if env in overlays:
-            files.append(f"{chart.path}/{overlays[env]}")
+            files.append(chart.file(overlays[env]))
         declared = chart.environments.get(env)
         for value_file in declared.values if declared else ():
             if not (config.source / value_file).is_file():

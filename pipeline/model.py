@@ -17,9 +17,14 @@ from pathlib import PurePosixPath
 class Root(enum.Enum):
     SOURCE = "source"  # the repository under test; read-only
     OUT = "out"  # the artifacts directory; steps read earlier artifacts and write new ones
+    PACKAGE = "package"  # gitops-pipeline's own files (the built-in policies); read-only
 
 
-CONTAINER_MOUNTS: Mapping[Root, str] = {Root.SOURCE: "/src", Root.OUT: "/out"}
+CONTAINER_MOUNTS: Mapping[Root, str] = {
+    Root.SOURCE: "/src",
+    Root.OUT: "/out",
+    Root.PACKAGE: "/opt/gitops-pipeline/pipeline",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ def src(path: str = ".") -> Ref:
 
 def out(path: str = ".") -> Ref:
     return Ref(Root.OUT, path)
+
+
+def package(path: str = ".") -> Ref:
+    return Ref(Root.PACKAGE, path)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,8 @@ class Status(enum.Enum):
     FAILED = "failed"  # a check ran and found problems
     ERROR = "error"  # the check could not run to a verdict (bad input, tool crash)
     SKIPPED = "skipped"  # nothing to check, said explicitly
+    WARNING = "warning"  # a finding that is reported but does not fail the check
+    WAIVED = "waived"  # a finding a waiver (with its reason) lets pass
 
     @property
     def failed(self) -> bool:
@@ -149,6 +160,7 @@ class Finding:
     environment: str | None = None
     resource: str | None = None  # Kind/name
     container: str | None = None
+    waiver: str | None = None  # why a WAIVED finding passes, and where that is said
 
     def location(self) -> str:
         parts = [p for p in (self.chart, self.environment) if p]

@@ -29,6 +29,7 @@ from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
 from pipeline.model import out as output_ref
 from pipeline.plan import plan_text
+from pipeline.policy import catalog_text
 from pipeline.pychecks import mypy_targets, python_projects, write_stage_reports
 from pipeline.release import (
     ReleaseOptions,
@@ -85,6 +86,7 @@ Image = Annotated[str, Doc("registry/owner/name, lower-case (default: image.repo
 RELEASE_TAGGER = ("gitops-pipeline", "gitops-pipeline@users.noreply.github.com")
 # Secrets given to the module are looked up by this reference, never resolved from the host.
 GIT_TOKEN_REFERENCE = "env:GITOPS_PIPELINE_GIT_TOKEN"  # noqa: S105 - a lookup key
+AllowEmpty = Annotated[bool, Doc("pass when the repository has nothing to check")]
 GIT_SERVER_HOST = "git-server"
 ReleaseVersion = Annotated[str, Doc("release version written to .version and .image-tag")]
 
@@ -107,13 +109,14 @@ class Pipeline:
         await self.source.export(str(local))
         return local
 
-    async def _checks_run(
+    async def _checks_run(  # noqa: PLR0917 - the validate functions' arguments, passed along
         self,
         env: list[str] | None = None,
         schema_location: list[str] | None = None,
         crd_schemas: dagger.Directory | None = None,
         release_version: str = "",
         python: list[str] | None = None,
+        allow_empty: bool = False,
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
         workdir = scratch_dir("gitops-pipeline-")
@@ -133,6 +136,7 @@ class Pipeline:
             crd_schemas=crd_paths,
             release_version=release_version or None,
             python_versions=tuple(python or ()),
+            allow_empty=allow_empty,
         )
 
     async def _artifacts(self, checks: Collection[str], run: Run) -> dagger.Directory:
@@ -172,12 +176,15 @@ class Pipeline:
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
         release_version: ReleaseVersion = "",
+        allow_empty: AllowEmpty = False,
     ) -> dagger.Directory:
         """Lint, render every environment, kubeconform and policies; returns every report.
 
         The directory is returned even when a check fails; its summary.json says so.
         """
-        run = await self._checks_run(env, schema_location, crd_schemas, release_version)
+        run = await self._checks_run(
+            env, schema_location, crd_schemas, release_version, allow_empty=allow_empty
+        )
         return await self._artifacts(ALL_CHECKS, run)
 
     @function
@@ -187,9 +194,10 @@ class Pipeline:
         env: Environments = None,
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
+        allow_empty: AllowEmpty = False,
     ) -> str:
         """Like validate, but fails when any check fails; returns the Markdown summary."""
-        run = await self._checks_run(env, schema_location, crd_schemas)
+        run = await self._checks_run(env, schema_location, crd_schemas, allow_empty=allow_empty)
         outcome, out = await validate(run, ALL_CHECKS), run.out
         summary = (out / "summary.md").read_text(encoding="utf-8")
         if outcome.error is not None:
@@ -254,9 +262,10 @@ class Pipeline:
         env: Environments = None,
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
+        allow_empty: AllowEmpty = False,
     ) -> dagger.Directory:
         """lint, typecheck, test and validate concurrently; one merged summary.md and junit.xml."""
-        run = await self._checks_run(env, schema_location, crd_schemas)
+        run = await self._checks_run(env, schema_location, crd_schemas, allow_empty=allow_empty)
         await run_ci(run)  # failures are in the returned summary.json, like validate's
         return artifacts_directory(run.out)
 
@@ -413,6 +422,11 @@ class Pipeline:
             f"{t.name}\t{t.version}\t{t.source.value}:{t.package}\t{images[t.name]}"
             for t in TOOLS.values()
         )
+
+    @function
+    def policies(self) -> str:
+        """The built-in policy rules: id, severity (deny fails, warn reports), title, fix."""
+        return catalog_text()
 
     @function
     async def tool_env(

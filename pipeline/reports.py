@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.model import Finding, Result, Status
+from pipeline.policy import RULES_BY_ID
 from pipeline.stages.conftest import rule_id
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -40,6 +41,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "environment": finding.environment,
         "resource": finding.resource,
         "container": finding.container,
+        "waiver": finding.waiver,
     }
     return {k: v for k, v in data.items() if v is not None}
 
@@ -63,7 +65,14 @@ def summary_json(results: Sequence[Result], extra: dict[str, Any]) -> dict[str, 
     }
 
 
-_ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "💥", Status.SKIPPED: "⏭️"}
+_ICON = {
+    Status.PASSED: "✅",
+    Status.FAILED: "❌",
+    Status.ERROR: "💥",
+    Status.SKIPPED: "⏭️",
+    Status.WARNING: "⚠️",
+    Status.WAIVED: "🏳️",
+}
 
 
 def summary_markdown(results: Sequence[Result], title: str, limit: int = 50) -> str:
@@ -82,6 +91,17 @@ def summary_markdown(results: Sequence[Result], title: str, limit: int = 50) -> 
             lines.append(f"- **{finding.check}** `{where}`: {finding.message}")
         if len(problems) > limit:
             lines.append(f"- … and {len(problems) - limit} more (see summary.json)")
+    for status, heading in ((Status.WARNING, "Warnings"), (Status.WAIVED, "Waived")):
+        noted = [f for r in results for f in r.findings if f.status is status]
+        if noted:
+            lines += ["", f"### {heading}", ""]
+            for finding in noted[:limit]:
+                why = f" (waived: {finding.waiver})" if finding.waiver else ""
+                lines.append(
+                    f"- **{finding.check}** `{finding.location()}`: {finding.message}{why}"
+                )
+            if len(noted) > limit:
+                lines.append(f"- … and {len(noted) - limit} more (see summary.json)")
     return "\n".join(lines) + "\n"
 
 
@@ -113,6 +133,10 @@ def junit_xml(results: Sequence[Result]) -> str:
                 ET.SubElement(element, "error", message=case.message).text = case.location()
             elif case.status is Status.SKIPPED:
                 ET.SubElement(element, "skipped", message=case.message)
+            elif case.status is Status.WAIVED:
+                ET.SubElement(
+                    element, "skipped", message=f"waived: {case.waiver}"
+                ).text = case.message
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -127,7 +151,7 @@ def policy_table(findings: Sequence[Finding]) -> str:
     header = ("STATUS", "CHART/ENV", "RESOURCE", "CONTAINER", "MESSAGE")
     table = [header] + [
         (
-            "WARN" if f.status is Status.PASSED else f.status.value.upper(),
+            "WARN" if f.status is Status.WARNING else f.status.value.upper(),
             f"{f.chart or '-'}/{f.environment or '-'}",
             f.resource or "-",
             f.container or "-",
@@ -144,9 +168,30 @@ def policy_table(findings: Sequence[Finding]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_SARIF_LEVEL = {Status.FAILED: "error", Status.ERROR: "error", Status.WARNING: "warning"}
+
+
 def sarif(findings: Sequence[Finding]) -> dict[str, Any]:
-    problems = [f for f in findings if f.check == "policy" and f.status.failed]
-    rules = sorted({f.rule or rule_id(f.message) for f in problems})
+    """Policy findings as SARIF 2.1.0: rule metadata from the pack, waivers as suppressions."""
+    reported = [
+        f
+        for f in findings
+        if f.check == "policy" and (f.status.failed or f.status in {Status.WARNING, Status.WAIVED})
+    ]
+    rules = []
+    for rule_name in sorted({f.rule or rule_id(f.message) for f in reported}):
+        known = RULES_BY_ID.get(rule_name)
+        rules.append(
+            {
+                "id": rule_name,
+                "name": known.title if known else rule_name,
+                "shortDescription": {"text": known.title if known else rule_name},
+                "help": {"text": known.remediation if known else rule_name},
+                "defaultConfiguration": {
+                    "level": "warning" if known and known.severity == "warn" else "error"
+                },
+            }
+        )
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -156,28 +201,32 @@ def sarif(findings: Sequence[Finding]) -> dict[str, Any]:
                     "driver": {
                         "name": "gitops-pipeline policy",
                         "informationUri": "https://www.conftest.dev/",
-                        "rules": [{"id": r, "shortDescription": {"text": r}} for r in rules],
+                        "rules": rules,
                     }
                 },
-                "results": [
-                    {
-                        "ruleId": f.rule or rule_id(f.message),
-                        "level": "error",
-                        "message": {"text": f"[{f.chart}/{f.environment}] {f.message}"},
-                        "locations": [
-                            {
-                                "physicalLocation": {
-                                    "artifactLocation": {"uri": f.file or "rendered.yaml"},
-                                    "region": {"startLine": f.line or 1},
-                                }
-                            }
-                        ],
-                    }
-                    for f in problems
-                ],
+                "results": [_sarif_result(f) for f in reported],
             }
         ],
     }
+
+
+def _sarif_result(finding: Finding) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "ruleId": finding.rule or rule_id(finding.message),
+        "level": _SARIF_LEVEL.get(finding.status, "warning"),
+        "message": {"text": f"[{finding.chart}/{finding.environment}] {finding.message}"},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": finding.file or "rendered.yaml"},
+                    "region": {"startLine": finding.line or 1},
+                }
+            }
+        ],
+    }
+    if finding.status is Status.WAIVED:
+        result["suppressions"] = [{"kind": "external", "justification": finding.waiver or ""}]
+    return result
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -31,10 +31,15 @@ class Run:
     crd_schemas: tuple[Path, ...] = ()  # added to kubeconform.crd_schemas
     release_version: str | None = None
     python_versions: tuple[str, ...] = ()  # a test matrix; needs a runner that can provide them
-    # Where host runs keep what is worth keeping between runs (the offline schema bundle).
-    # None when steps run elsewhere (containers), which then get what they need through OUT.
+    # Where host runs keep what is worth keeping between runs (the offline schema bundle,
+    # charts' dependencies built from their Chart.lock). None when steps run elsewhere
+    # (containers), which then get what they need through OUT.
     schema_cache: Path | None = None
     concurrency: int = field(default_factory=default_concurrency)
+    # A repository with nothing to check passes instead of failing (`--allow-empty`).
+    allow_empty: bool = False
+    # Nothing is downloaded (`--offline`): a chart dependency must be vendored in its charts/.
+    offline: bool = False
 
     @property
     def source(self) -> Path:

@@ -63,8 +63,8 @@ class Tool:
     # Go tools: the `-X` link flag that stamps the version into `tool --version`, as the
     # project's own release builds do (a plain `go install` prints "dev" or "development").
     version_ldflag: str = ""
-    # The container runs a module of this package (`python -m pipeline.…`): the runner mounts
-    # the package's own source there, so the heavy data package stays out of the module runtime.
+    # The container reads this package's own files: a module run with `python -m pipeline.…`
+    # (so the heavy schema data stays out of the module runtime), or the built-in policies.
     runs_package: bool = False
 
     @property
@@ -144,6 +144,7 @@ TOOLS: dict[str, Tool] = {
             package="github.com/open-policy-agent/conftest",
             version_ldflag="github.com/open-policy-agent/conftest/internal/version.Version=0.69.0",
             image="docker.io/openpolicyagent/conftest:v0.69.0@sha256:a38ba21668929a00dce2fe6ee43d1312228340bce5fd243f47dd0ce90516e558",
+            runs_package=True,
         ),
         Tool(
             name="actionlint",

@@ -8,6 +8,7 @@ step fails or the configuration is wrong; what was produced stays on disk.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import shutil
 import tempfile
@@ -21,11 +22,14 @@ import anyio
 import anyio.to_thread
 import yaml
 
-from pipeline import reports
-from pipeline.discovery import RenderTarget, plan_targets
+from pipeline import policy, reports
+from pipeline.chart_dependencies import ChartDependencies
+from pipeline.config import Waiver
+from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
-from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out, src
+from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out, package, src
+from pipeline.policy import BUILTIN_POLICIES
 from pipeline.run import Run, gather
 from pipeline.schemas import BUILTIN_CRDS, write_schema_bundle
 from pipeline.stages import conftest, helm, kubeconform, kubernetes_validate
@@ -49,7 +53,7 @@ class Rendered:
         if resource.template is None:
             return None
         _, _, inside = resource.template.partition("/")
-        return f"{self.target.chart.path}/{inside}"
+        return self.target.chart.file(inside)
 
     def where(self, resource: Resource | None = None) -> dict[str, Any]:
         return {
@@ -70,8 +74,14 @@ class Outcome:
         return reports.overall(self.results)
 
 
-async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
-    """Run the selected checks; always write the artifacts; never raise for a failed check."""
+async def validate(
+    run: Run, checks: Collection[str] = ALL_CHECKS, *, nothing_is_skipped: bool = False
+) -> Outcome:
+    """Run the selected checks; always write the artifacts; never raise for a failed check.
+
+    A repository without a chart fails (a CI that checked nothing must not be green) unless
+    the run allows it; `ci` passes `nothing_is_skipped` and judges all its stages together.
+    """
     run.out.mkdir(parents=True, exist_ok=True)
     try:
         targets = plan_targets(run.config, run.environments)
@@ -82,6 +92,10 @@ async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
         outcome = Outcome(results, [], error)
         write_artifacts(run, outcome, checks)
         return outcome
+    if not targets:
+        outcome = Outcome([_nothing_found(run, skipped=run.allow_empty or nothing_is_skipped)], [])
+        write_artifacts(run, outcome, checks)
+        return outcome
     try:
         outcome = await _validate_targets(run, targets, checks)
     except SetupError as error:
@@ -90,6 +104,24 @@ async def validate(run: Run, checks: Collection[str] = ALL_CHECKS) -> Outcome:
         outcome = Outcome([Result("setup", Status.ERROR, str(error), (finding,))], [], error)
     write_artifacts(run, outcome, checks)
     return outcome
+
+
+def _nothing_found(run: Run, *, skipped: bool) -> Result:
+    discovery = run.config.discovery
+    where = ", ".join(discovery.paths)
+    skipping = ", ".join(("hidden folders", *sorted(SKIPPED_DIRS), *discovery.ignore))
+    message = f"no Helm chart found: looked for Chart.yaml under {where} (skipping {skipping})" + (
+        "" if not run.environments else f" for environment(s) {', '.join(run.environments)}"
+    )
+    if skipped:
+        return Result("discovery", Status.SKIPPED, f"skipped: {message}")
+    message += (
+        "; add a chart, point discovery.paths in pipeline.yaml at your charts, "
+        "or pass --allow-empty"
+    )
+    config_file = str(run.config.file) if run.config.file else None
+    finding = Finding(check="discovery", message=message, file=config_file)
+    return Result("discovery", Status.FAILED, message, (finding,))
 
 
 def _config_finding(error: ConfigError) -> Finding:
@@ -103,8 +135,9 @@ async def _validate_targets(
     run: Run, targets: list[RenderTarget], checks: Collection[str]
 ) -> Outcome:
     started = time.monotonic()
+    dependencies = ChartDependencies(run)  # built once per chart, for all its environments
     jobs: list[Callable[[], Awaitable[Any]]] = [
-        _render_job(run, target, lint="lint" in checks) for target in targets
+        _render_job(run, target, dependencies, lint="lint" in checks) for target in targets
     ]
     verifying = "policy" in checks and (run.source / run.config.policy.path).is_dir()
     if verifying:
@@ -154,31 +187,42 @@ async def _parse_rendered(rendered: Sequence[Rendered]) -> None:
             item.render.append(finding)
 
 
-def _render_job(run: Run, target: RenderTarget, *, lint: bool) -> Callable[[], Awaitable[Rendered]]:
+def _render_job(
+    run: Run, target: RenderTarget, dependencies: ChartDependencies, *, lint: bool
+) -> Callable[[], Awaitable[Rendered]]:
     async def job() -> Rendered:
         result = Rendered(target)
-        broken = _broken_values(run.source, target) or _missing_dependency(run.source, target)
+        broken = _broken_values(run.source, target)
         if broken:
             result.render.append(broken)
             return result
+        # The source's chart, or a copy under OUT with dependencies built from Chart.lock.
+        chart = await dependencies.for_target(target)
+        if chart.built is not None:
+            result.steps.append(chart.built)
+        problem = chart.finding(target)
+        if problem is not None:
+            result.render.append(problem)
+            return result
         kube = run.config.kubernetes_version
-        steps = [lambda: run.runner.run(helm.template_step(target, kube))]
+        steps = [lambda: run.runner.run(helm.template_step(target, kube, chart.chart))]
         if lint:
-            steps.append(lambda: run.runner.run(helm.lint_step(target, kube)))
+            steps.append(lambda: run.runner.run(helm.lint_step(target, kube, chart.chart)))
         done = await gather(steps, len(steps))
         template = done[0]
         result.steps.extend(done)
         if template.ok:
             result.text = template.stdout  # parsed later, while kubeconform and conftest run
         else:
-            result.render.append(helm.template_error(target, template.stderr))
+            stderr = chart.source_paths(template.stderr, target)
+            result.render.append(helm.template_error(target, stderr))
         if lint:
             lint_step = done[1]
-            result.lint = helm.lint_findings(target, lint_step.stdout + lint_step.stderr)
+            stdout = chart.source_paths(lint_step.stdout, target)
+            stderr = chart.source_paths(lint_step.stderr, target)
+            result.lint = helm.lint_findings(target, stdout + stderr)
             if not lint_step.ok and not result.lint:
-                result.lint.append(
-                    helm.template_error(target, lint_step.stderr or lint_step.stdout)
-                )
+                result.lint.append(helm.template_error(target, stderr or stdout))
         return result
 
     return job
@@ -201,46 +245,6 @@ def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
                 environment=target.environment,
             )
     return None
-
-
-def _missing_dependency(source: Path, target: RenderTarget) -> Finding | None:
-    """A chart dependency the repository does not vendor: render offline, from the repo only."""
-    chart_dir = source / target.chart.path
-    chart_yaml = chart_dir / "Chart.yaml"
-    try:
-        metadata = load_yaml(chart_yaml.read_text(encoding="utf-8")) or {}
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else None
-        return _render_error(target, f"invalid YAML in Chart.yaml: {exc.problem}", chart_yaml, line)
-    vendored = chart_dir / "charts"
-    for dependency in metadata.get("dependencies") or []:
-        name = str(dependency.get("name", ""))
-        repository = str(dependency.get("repository", ""))
-        if repository.startswith("file://"):
-            if (chart_dir / repository.removeprefix("file://")).is_dir():
-                continue
-        elif (vendored / name).is_dir() or any(vendored.glob(f"{name}-*.tgz")):
-            continue
-        message = (
-            f"dependency '{name}' ({dependency.get('version', 'any version')}) is not vendored in "
-            f"{target.chart.path}/charts/: run `helm dependency build {target.chart.path}` and "
-            "commit the result (rendering never downloads charts)"
-        )
-        return _render_error(target, message, chart_yaml, None)
-    return None
-
-
-def _render_error(target: RenderTarget, message: str, file: Path, line: int | None) -> Finding:
-    return Finding(
-        check="render",
-        message=message,
-        status=Status.ERROR,
-        file=f"{target.chart.path}/{file.name}",
-        line=line,
-        chart=target.chart.name,
-        environment=target.environment,
-    )
 
 
 def _write_rendered(out_dir: Path, rendered: Sequence[Rendered]) -> None:
@@ -345,7 +349,12 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
         status,
         summary,
         tuple(findings),
-        tuple(s for i in rendered for s in i.steps if s.step.args[0] == "template"),
+        # A chart's dependency build is shared by its environments: listed once.
+        tuple(
+            dict.fromkeys(
+                s for i in rendered for s in i.steps if s.step.args[0] in {"template", "dependency"}
+            )
+        ),
         artifacts,
         seconds,
     )
@@ -541,27 +550,36 @@ async def _policy(
     started = time.monotonic()
     findings: list[Finding] = []
     steps: list[StepResult] = []
-    policy_dir = run.config.policy.path
-    if not (run.source / policy_dir).is_dir():
+    policies = _policy_dirs(run)
+    if not policies:
         message = (
-            f"policy directory '{policy_dir}' does not exist in the source; "
-            "put Rego policies there or set policy.path in pipeline.yaml"
+            "no policies: the built-in pack is off (policy.builtin: false) and the source has "
+            f"no '{run.config.policy.path}' directory; add Rego policies or turn the pack back on"
         )
-        finding = Finding(check="policy", message=message, status=Status.ERROR, file=policy_dir)
+        finding = Finding(
+            check="policy",
+            message=message,
+            status=Status.ERROR,
+            file=str(run.config.file) if run.config.file else None,
+        )
         return Result(
             "policy", Status.ERROR, message, (finding,), artifacts=("policy-results.txt",)
         )
     if verify is not None:
         steps.append(verify)
         findings += _verify_findings(run, verify)
+    today = dt.datetime.now(dt.UTC).date()
+    findings += [
+        _expired(run, waiver) for waiver in policy.expired_waivers(run.config.policy.waivers, today)
+    ]
     if rendered:
         files: list[Ref] = [out(item.target.rendered_path) for item in rendered]
         test = await run.runner.run(
-            conftest.policy_test_step(files, run.config.policy.path, run.config.policy.data)
+            conftest.policy_test_step(files, policies, run.config.policy.data)
         )
         steps.append(test)
         await parsed.wait()
-        findings += _test_findings(test, rendered)
+        findings += _test_findings(test, rendered, run.config.policy.waivers, today)
     failed = [f for f in findings if f.status.failed]
     errors = [f for f in findings if f.status is Status.ERROR]
     status = Status.ERROR if errors else Status.FAILED if failed else Status.PASSED
@@ -578,6 +596,29 @@ async def _policy(
         tuple(steps),
         ("policy-results.txt", "policy-results.json", "policy.sarif"),
         time.monotonic() - started,
+    )
+
+
+def _policy_dirs(run: Run) -> list[Ref]:
+    """The built-in pack (unless turned off), then the repository's own policies."""
+    dirs = [package(BUILTIN_POLICIES.name)] if run.config.policy.builtin else []
+    if (run.source / run.config.policy.path).is_dir():
+        dirs.append(src(run.config.policy.path))
+    return dirs
+
+
+def _expired(run: Run, waiver: Waiver) -> Finding:
+    return Finding(
+        check="policy",
+        message=(
+            f"waiver of {waiver.rule} for {waiver.kind}/{waiver.name} expired on "
+            f"{waiver.expires}: fix the finding, or renew the waiver with a new date and reason"
+        ),
+        file=str(run.config.file) if run.config.file else None,
+        line=waiver.line,
+        rule=waiver.rule,
+        resource=f"{waiver.kind}/{waiver.name}",
+        environment=waiver.environment,
     )
 
 
@@ -601,7 +642,40 @@ def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
     return [*outcome.failed, passed]
 
 
-def _test_findings(test: StepResult, rendered: Sequence[Rendered]) -> list[Finding]:
+def _waive(
+    status: Status,
+    message: str,
+    *,
+    rule: str,
+    resource: Resource | None,
+    owner: Rendered | None,
+    waivers: Sequence[Waiver],
+    today: dt.date,
+) -> tuple[Status, str, str | None]:
+    """A finding's status, message and waiver after the resource's and pipeline.yaml's waivers."""
+    if resource is None:
+        return status, message, None
+    annotations = resource.document.get("metadata", {}).get("annotations") or {}
+    by_annotation = (
+        policy.annotation_waiver(annotations, rule) if isinstance(annotations, dict) else None
+    )
+    if isinstance(by_annotation, str):
+        return Status.FAILED, f"{message} ({by_annotation})", None
+    waived = by_annotation or policy.config_waiver(
+        waivers, rule, resource.ref, owner.target.environment if owner else None, today
+    )
+    if waived is None:
+        return status, message, None
+    return Status.WAIVED, message, f"{waived.reason} ({waived.source})"
+
+
+def _test_findings(
+    test: StepResult,
+    rendered: Sequence[Rendered],
+    waivers: Sequence[Waiver] = (),
+    today: dt.date | None = None,
+) -> list[Finding]:
+    today = today or dt.datetime.now(dt.UTC).date()
     try:
         results, _ = conftest.parse(test.stdout)
     except conftest.OutputError as exc:
@@ -619,15 +693,35 @@ def _test_findings(test: StepResult, rendered: Sequence[Rendered]) -> list[Findi
         owner = _owner(item.filename, index)
         resource = _find_resource(owner, item.kind or "", item.name or "")
         where = owner.where(resource) if owner else {"file": item.filename}
-        status = Status.FAILED if item.level == "failure" else Status.PASSED
+        builtin = (
+            policy.builtin_rule(item.problem)
+            if item.namespace == policy.BUILTIN_NAMESPACE
+            else None
+        )
+        rule = builtin.id if builtin else conftest.rule_id(item.message)
+        status = item.status
+        if builtin is not None:
+            status = Status.FAILED if builtin.severity == "deny" else Status.WARNING
+        message, waiver = item.message, None
+        if status is not Status.PASSED:
+            status, message, waiver = _waive(
+                status,
+                item.message,
+                rule=rule,
+                resource=resource,
+                owner=owner,
+                waivers=waivers,
+                today=today,
+            )
         findings.append(
             Finding(
                 check="policy",
-                message=item.message if item.level == "failure" else f"warning: {item.message}",
+                message=message,
                 status=status,
                 resource=f"{item.kind}/{item.name}" if item.kind else None,
                 container=item.container,
-                rule=conftest.rule_id(item.message),
+                rule=rule,
+                waiver=waiver,
                 **where,
             )
         )

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_CRDS = SHARED / "schemas" / "crds"
 FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
-POLICY = REPO_ROOT / "policy"
+POLICY = REPO_ROOT / "pipeline" / "policies"  # the built-in pack every repository gets
 RENDER_TOOLS = ("helm", "kubeconform", "conftest")
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -29,21 +29,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def fixture_repo(name: str, tmp_path: Path, *, policy_tests: bool = True) -> Path:
-    """A private copy of tests/fixtures/repos/<name>, with the repository's policy/ added.
-
-    Fixture repos have no policies of their own. ``policy_tests=False`` leaves out the
-    policies' unit tests (`*_test.rego`): `conftest verify` then has nothing to run, which
-    saves about a second per validate run in tests that are not about the policies' tests.
-    """
+def fixture_repo(name: str, tmp_path: Path) -> Path:
+    """A private copy of tests/fixtures/repos/<name>; no policies of its own: the pack applies."""
     source = FIXTURE_REPOS / name
     if not source.is_dir():
         msg = f"no fixture repo named {name!r} in {FIXTURE_REPOS}"
         raise FileNotFoundError(msg)
     target = tmp_path / name
     shutil.copytree(source, target)
-    ignore = None if policy_tests else shutil.ignore_patterns("*_test.rego")
-    shutil.copytree(POLICY, target / "policy", ignore=ignore)
     return target
 
 

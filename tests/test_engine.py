@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURE_REPOS, POLICY, REPO_ROOT
+from conftest import FIXTURE_REPOS, REPO_ROOT
 from engine import Engine, copy_module, find_engine, module_files
 from services import find_services, registry_digests, registry_labels, registry_tags
 
@@ -38,6 +38,7 @@ FUNCTIONS = (
     "lint",
     "lint-env",
     "plan",
+    "policies",
     "policy",
     "publish",
     "release",
@@ -66,7 +67,6 @@ def module(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def chart_repo(engine: Engine, target: Path, name: str) -> Path:
     shutil.copytree(FIXTURE_REPOS / name, target)
-    shutil.copytree(POLICY, target / "policy")
     engine.use_look_alikes(target)
     return target
 
@@ -296,7 +296,6 @@ def python_repo(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """Every Python fixture project as one repository's python.paths, beside a chart."""
     repo = tmp_path_factory.mktemp("python") / "repo"
     shutil.copytree(FIXTURE_REPOS / "ok", repo)
-    shutil.copytree(POLICY, repo / "policy")
     projects = sorted(p.name for p in PYTHON_FIXTURES.iterdir())
     for name in projects:
         shutil.copytree(PYTHON_FIXTURES / name, repo / "py" / name)
@@ -422,6 +421,14 @@ def test_plan(engine: Engine, module: Path, tmp_path: Path) -> None:
     local = local_cli("plan", "--env", "prd", "--source", str(repo))
     assert local.returncode == 0
     assert done.stdout.strip() == local.stdout.strip()
+
+
+def test_policies_lists_the_pack(engine: Engine, module: Path, tmp_path: Path) -> None:
+    repo = chart_repo(engine, tmp_path / "repo", "ok")
+    done = engine.call(module, "policies", source=repo).check()
+    local = local_cli("policies")
+    assert done.stdout.strip() == local.stdout.strip()
+    assert done.stdout.startswith("GP001")
 
 
 def test_tools_shows_the_images_in_use(engine: Engine, module: Path, tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ EXPECTED_FUNCTIONS = {
     "build",
     "publish",
     "release",
+    "policies",
 }
 
 
@@ -141,8 +142,15 @@ def test_constructor_takes_the_repository_with_default_path_and_ignore(registrat
 def test_arguments_and_defaults_are_registered(registration):
     functions, _ = registration
     validate = functions["validate"].args
-    assert set(validate) == {"env", "schema_location", "crd_schemas", "release_version"}
+    assert set(validate) == {
+        "env",
+        "schema_location",
+        "crd_schemas",
+        "release_version",
+        "allow_empty",
+    }
     assert validate["env"]["defaultValue"] == "null"
+    assert validate["allow_empty"]["defaultValue"] == "false"
     assert validate["release_version"]["defaultValue"] == '""'
     assert functions["schemas"].args["kubernetes_version"]["defaultValue"] == '"1.35.0"'
     assert "defaultValue" not in functions["tool_env"].args["tool"]  # required
@@ -226,7 +234,6 @@ async def test_validate_function_sends_only_valid_queries(tmp_path, monkeypatch)
     async def local_copy(_self: object, workdir: Path) -> Path:
         target = workdir / "source"
         shutil.copytree(fixture, target)
-        shutil.copytree(REPO / "policy", target / "policy")
         return target
 
     monkeypatch.setattr(pipeline_module.Pipeline, "_local_source", local_copy)
@@ -239,9 +246,10 @@ async def test_validate_function_sends_only_valid_queries(tmp_path, monkeypatch)
     for tool in ("helm", "kubeconform", "conftest"):
         assert TOOLS[tool].image in text, f"{tool} never ran in its pinned image"
     assert '"summary.json" "summary.json/**"' in text  # the artifacts, from the local run
-    # The policy stage ran both of its steps: the policies' unit tests and the manifests.
-    assert '"conftest" "verify"' in text
-    assert '"conftest" "test"' in text
+    # The built-in pack, mounted from the module's own source; the fixture has no policies of
+    # its own, so there are no unit tests of theirs to verify.
+    assert '"conftest" "test" "--policy" "/opt/gitops-pipeline/pipeline/policies"' in text
+    assert '"conftest" "verify"' not in text
 
 
 def _release_options(**overrides: object) -> ReleaseOptions:

@@ -31,6 +31,7 @@ from dagger.mod import default_module
 
 from pipeline import module as pipeline_module
 from pipeline.errors import ConfigError
+from pipeline.policy import RULES
 from pipeline.testing.dagger_capture import CapturedQuery, QueryRecorder, capture, run_offline
 from pipeline.tools import PYTHON_IMAGE, TOOLS
 from pipeline.versioning import ShallowCloneError
@@ -169,7 +170,6 @@ async def returned_files(recorder: QueryRecorder, directory: dagger.Directory) -
 
 def chart_repo(target: Path) -> Path:
     shutil.copytree(FIXTURES / "repos" / "ok", target)
-    shutil.copytree(REPO / "policy", target / "policy")
     return target
 
 
@@ -851,16 +851,28 @@ async def test_validate_with_every_option(source_from, exports_create_directorie
     assert '"-schema-location" "/out/.cache/schemas"' in text
 
 
+def repo_with_policies(target: Path) -> Path:
+    chart_repo(target)
+    (target / "policy").mkdir()
+    (target / "policy" / "acme.rego").write_text("package acme\n", encoding="utf-8")
+    return target
+
+
 async def test_policy(source_from):
-    source_from(chart_repo)
+    source_from(repo_with_policies)
     with capture(SCHEMA, stdout=clean_checks) as recorder:
         files = await returned_files(recorder, await pipeline().policy(env=["dev"]))
     assert recorder.errors() == []
     assert _summary(files)["status"] == "passed"
     assert {"policy-results.txt", "policy-results.json", "policy.sarif"} <= set(files)
     text = documents(recorder)
+    # The repository's own policies: their unit tests, then with the built-in pack.
     assert '"conftest" "verify" "--policy" "/src/policy"' in text
-    assert '"conftest" "test" "--policy" "/src/policy"' in text
+    assert (
+        '"conftest" "test" "--policy" "/opt/gitops-pipeline/pipeline/policies" '
+        '"--policy" "/src/policy"'
+    ) in text
+    assert 'withMountedDirectory(path: "/opt/gitops-pipeline/pipeline"' in text
     assert TOOLS["kubeconform"].image not in text
 
 
@@ -945,6 +957,13 @@ async def test_schemas(exports_create_directories):
     text = _flat(step.document)
     assert '"/out/bundle" "1.35.0"' in text
     assert '"--kind"' not in text  # every kind: a full bundle
+
+
+async def test_policies():
+    with capture(SCHEMA) as recorder:
+        text = pipeline().policies()
+    assert recorder.queries == []
+    assert [line.split()[0] for line in text.splitlines()] == [r.id for r in RULES]
 
 
 def test_every_function_has_an_offline_test_here():

@@ -343,7 +343,7 @@ def test_missing_python_path_is_a_config_error(tmp_path: Path, verb: str) -> Non
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_source_without_a_python_project_is_a_config_error(tmp_path: Path, verb: str) -> None:
-    source = fixture_repo("ok", tmp_path, policy_tests=False)  # charts only
+    source = fixture_repo("ok", tmp_path)  # charts only
 
     run = run_cli(verb, source, tmp_path / "artifacts")
 
@@ -394,7 +394,7 @@ def project_with_charts(
     base: Path, project: str = "ok", charts: str = "ok", mypy_cache: Path | None = None
 ) -> Path:
     """A fixture repository's charts, the policies and a fixture project at the root."""
-    source = fixture_repo(charts, base, policy_tests=False)
+    source = fixture_repo(charts, base)
     return python_fixture(project, source, mypy_cache)
 
 
@@ -403,7 +403,7 @@ def ci_runs(tmp_path_factory: pytest.TempPathFactory, mypy_cache: Path) -> Calla
     builders: dict[str, Callable[[Path], Path]] = {
         "ok": lambda base: project_with_charts(base, mypy_cache=mypy_cache),
         "failing": lambda base: project_with_charts(base, "lint-error", "wrong-type", mypy_cache),
-        "charts-only": lambda base: fixture_repo("ok", base, policy_tests=False),
+        "charts-only": lambda base: fixture_repo("ok", base),
     }
     done: dict[str, CliRun] = {}
 
@@ -501,7 +501,7 @@ def test_ci_without_a_python_project_skips_the_python_stages(
 def test_ci_with_a_missing_python_path_is_a_config_error(tmp_path: Path) -> None:
     # BUG: `lint` exits 2 for this configuration error; `ci` reports it as a stage error
     # (good) but exits 1, unlike a configuration error in the chart stages, which exits 2.
-    source = fixture_repo("ok", tmp_path, policy_tests=False)
+    source = fixture_repo("ok", tmp_path)
     write_config(source, "python:\n  paths: [missing]\n")
 
     run = run_cli("ci", source, tmp_path / "artifacts", *BUNDLED)

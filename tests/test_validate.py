@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from conftest import (
     FIXTURE_REPOS,
-    POLICY,
     RENDER_TOOLS,
     REPO_ROOT,
     CliRun,
@@ -67,7 +66,6 @@ def chat_repo(tmp_path: Path) -> Path:
     """The repository's own example: charts/chat, policy/ and pipeline.yaml, copied."""
     source = tmp_path / "chat-example"
     shutil.copytree(REPO_ROOT / "charts" / "chat", source / "charts" / "chat")
-    shutil.copytree(POLICY, source / "policy")
     if (REPO_ROOT / CONFIG_FILE).is_file():
         shutil.copy(REPO_ROOT / CONFIG_FILE, source / CONFIG_FILE)
     return source
@@ -117,7 +115,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], CliRu
         if case_name not in done:
             case = CASES[case_name]
             base = tmp_path_factory.mktemp(case_name)
-            source = fixture_repo(case.repo, base, policy_tests=False)
+            source = fixture_repo(case.repo, base)
             if case.prepare is not None:
                 case.prepare(source)
             done[case_name] = validate_repo(source, base / "artifacts", *case.args)
@@ -440,8 +438,8 @@ def test_dry_run_runs_no_tool_and_prints_the_steps(tmp_path: Path, no_tools: Non
         assert f"--values '$SOURCE/charts/web/values-{env}.yaml'" in steps
     assert "kubeconform: (cd $SOURCE) kubeconform -strict" in steps
     assert "'$OUT/rendered/web/dev.yaml' '$OUT/rendered/web/prd.yaml'" in steps
-    assert "conftest-test: (cd $SOURCE) conftest test --policy '$SOURCE/policy'" in steps
-    assert "conftest-verify: (cd $SOURCE) conftest verify" in steps
+    assert "conftest-test: (cd $SOURCE) conftest test --policy '$PACKAGE/policies'" in steps
+    assert "conftest-verify" not in steps  # no policies of the repository's own to verify
 
 
 def test_plan_lists_environments_and_values_in_order(tmp_path: Path, no_tools: None) -> None:
@@ -473,7 +471,7 @@ def test_plan_with_unknown_environment_is_a_usage_error(tmp_path: Path, no_tools
 
 
 def test_a_dependency_the_repository_does_not_vendor_is_named(tmp_path: Path) -> None:
-    source = fixture_repo("ok", tmp_path, policy_tests=False)
+    source = fixture_repo("ok", tmp_path)
     chart_yaml = source / "charts" / "web" / "Chart.yaml"
     chart_yaml.write_text(
         chart_yaml.read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from pipeline.model import CONTAINER_MOUNTS, Arg, Joined, Ref, Root, SecretRef, 
 from pipeline.tools import PACKAGE_ROOT, Tool, get_tool
 
 CACHE_PREFIX = "gitops-pipeline"
-PACKAGE_MOUNT = "/opt/gitops-pipeline"
+PACKAGE_MOUNT = CONTAINER_MOUNTS[Root.PACKAGE].rsplit("/", 1)[0]
 
 
 def tool_container(tool: Tool, image: str = "") -> dagger.Container:
@@ -42,7 +42,7 @@ def package_directory() -> dagger.Directory:
     """This package's own Python source, for tools that run one of its modules."""
     if in_module():
         return dag.current_module().source().directory(PACKAGE_ROOT.name)
-    return dag.host().directory(str(PACKAGE_ROOT), include=["**/*.py", "data/**"])
+    return dag.host().directory(str(PACKAGE_ROOT), include=["**/*.py", "data/**", "policies/**"])
 
 
 def container_path(ref: Ref) -> str:

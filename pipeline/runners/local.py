@@ -13,7 +13,7 @@ from anyio.abc import Process
 
 from pipeline.errors import ConfigError
 from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
-from pipeline.tools import require
+from pipeline.tools import PACKAGE_ROOT, require
 
 TIMEOUT_EXIT_CODE = 124
 REDACTED = "***"
@@ -27,8 +27,8 @@ class LocalRunner:
     out: Path
 
     def resolve(self, ref: Ref) -> Path:
-        base = self.source if ref.root is Root.SOURCE else self.out
-        return base / ref.path
+        base = {Root.SOURCE: self.source, Root.OUT: self.out, Root.PACKAGE: PACKAGE_ROOT}
+        return base[ref.root] / ref.path
 
     def _arg(self, arg: Arg) -> str:
         if isinstance(arg, Joined):

@@ -16,27 +16,34 @@ _MESSAGE = re.compile(
 )
 
 
-def _common(policy: str, data: Sequence[str]) -> list[str | Ref]:
-    args: list[str | Ref] = ["--policy", src(policy), "--rego-version", "v1", "--no-color"]
+def _common(policies: Sequence[Ref], data: Sequence[str]) -> list[str | Ref]:
+    args: list[str | Ref] = []
+    for policy in policies:
+        args += ["--policy", policy]
+    args += ["--rego-version", "v1", "--no-color"]
     for item in data:
         args += ["--data", src(item)]
     return args
 
 
-def policy_test_step(files: Sequence[Ref], policy: str, data: Sequence[str] = ()) -> Step:
+def policy_test_step(
+    files: Sequence[Ref], policies: Sequence[Ref], data: Sequence[str] = ()
+) -> Step:
+    """conftest test with every policy directory: the built-in pack and the repository's own."""
     return Step(
         name="conftest-test",
         tool="conftest",
-        args=("test", *_common(policy, data), "--all-namespaces", "--output", "json", *files),
-        inputs=(src(policy), *files),
+        args=("test", *_common(policies, data), "--all-namespaces", "--output", "json", *files),
+        inputs=(*policies, *files),
     )
 
 
 def verify_step(policy: str, data: Sequence[str] = ()) -> Step:
+    """The repository's own policies' unit tests (the built-in pack's are ours to run)."""
     return Step(
         name="conftest-verify",
         tool="conftest",
-        args=("verify", *_common(policy, data), "--output", "json"),
+        args=("verify", *_common([src(policy)], data), "--output", "json"),
         inputs=(src(policy),),
     )
 
@@ -50,6 +57,8 @@ class PolicyResult:
     name: str | None
     container: str | None
     level: str  # "failure" | "warning"
+    namespace: str = ""  # the Rego package: gitops_pipeline for the built-in pack
+    problem: str = ""  # the message without its "<Kind>/<name>: container '<c>'" prefix
 
 
 class OutputError(ValueError):
@@ -66,6 +75,7 @@ def parse(stdout: str) -> tuple[list[PolicyResult], dict[str, int]]:
     successes: dict[str, int] = {}
     for entry in document or []:
         filename = entry.get("filename", "")
+        namespace = str(entry.get("namespace", ""))
         successes[filename] = successes.get(filename, 0) + int(entry.get("successes", 0))
         for level, key in (("failure", "failures"), ("warning", "warnings")):
             for item in entry.get(key) or []:
@@ -74,12 +84,14 @@ def parse(stdout: str) -> tuple[list[PolicyResult], dict[str, int]]:
                 results.append(
                     PolicyResult(
                         filename=filename,
-                        status=Status.FAILED if level == "failure" else Status.PASSED,
+                        status=Status.FAILED if level == "failure" else Status.WARNING,
                         message=message,
                         kind=match["kind"] if match else None,
                         name=match["name"] if match else None,
                         container=match["container"] if match else None,
                         level=level,
+                        namespace=namespace,
+                        problem=match["problem"] if match else message,
                     )
                 )
     return results, successes

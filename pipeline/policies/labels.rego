@@ -1,7 +1,7 @@
 # Workloads and their pod templates must carry app.kubernetes.io/name.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 name_label := "app.kubernetes.io/name"
 

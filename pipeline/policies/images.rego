@@ -1,7 +1,7 @@
 # Images must be pinned: an explicit tag other than "latest", or a digest.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 deny contains msg if {
 	some c in lib.all_containers

@@ -1,7 +1,7 @@
 # No access to host namespaces or the host filesystem.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 deny contains msg if {
 	some field in ["hostNetwork", "hostPID", "hostIPC"]

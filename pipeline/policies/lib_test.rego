@@ -1,8 +1,8 @@
 # Shared test fixtures (used by every *_test.rego in package main) and tests
 # of the helpers in lib.rego.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 good_labels := {"app.kubernetes.io/name": "web"}
 

@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 # The deny set for good_deployment with its container image replaced.
 image_deny(image) := denies if {

@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 test_readiness_probe_missing_denied if {
 	bad := deployment_without("/spec/template/spec/containers/0/readinessProbe")

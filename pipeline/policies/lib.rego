@@ -7,7 +7,7 @@
 # Message format (parsed by the Python pipeline, keep it stable):
 #   container-level: "<Kind>/<name>: container '<container>' <problem>"
 #   resource-level:  "<Kind>/<name>: <problem>"
-package lib
+package gitops_pipeline.lib
 
 # Workload kinds whose pod template lives in spec.template.
 template_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}

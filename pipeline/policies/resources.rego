@@ -1,9 +1,9 @@
 # Resource requests and limits: CPU and memory requests and a memory limit on
 # every container and initContainer (a CPU limit is optional: it only causes
 # throttling; ephemeral containers cannot declare resources).
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 required_resources := [
 	["requests", "cpu", "must set a CPU request (resources.requests.cpu)"],

@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 secret(extra) := object.union({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "type": "Opaque"}, extra)
 

@@ -1,8 +1,8 @@
 # Long-running workloads need readiness and liveness probes on every regular
 # container (not on initContainers, and not for Job/CronJob/Pod/ReplicaSet).
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 deny contains msg if {
 	lib.long_running_kinds[lib.kind]

@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 test_host_network_denied if {
 	bad := deployment_patched("add", "/spec/template/spec/hostNetwork", true)

@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 test_workload_label_missing_denied if {
 	bad := deployment_without("/metadata/labels")

@@ -1,8 +1,8 @@
 # Container security context: no privileged containers, no privilege
 # escalation, no root user.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 deny contains msg if {
 	some c in lib.all_containers

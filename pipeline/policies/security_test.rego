@@ -1,4 +1,4 @@
-package main
+package gitops_pipeline
 
 test_privileged_container_denied if {
 	bad := deployment_patched("add", "/spec/template/spec/containers/0/securityContext/privileged", true)

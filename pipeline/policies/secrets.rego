@@ -1,7 +1,7 @@
 # No plaintext Secrets in Git: commit a SealedSecret instead.
-package main
+package gitops_pipeline
 
-import data.lib
+import data.gitops_pipeline.lib
 
 deny contains msg if {
 	input.kind == "Secret"
