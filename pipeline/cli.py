@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -24,10 +25,10 @@ import anyio
 
 from pipeline import __version__, reports
 from pipeline.config import Config, load_config
-from pipeline.errors import ConfigError, PipelineError, SetupError
+from pipeline.errors import ConfigError, InterruptedRunError, PipelineError, SetupError
 from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
-from pipeline.run import Run, default_cache_dir
+from pipeline.run import Run, default_cache_dir, first_leaf
 from pipeline.runners import Runner
 from pipeline.runners.local import LocalRunner
 from pipeline.runners.recording import RecordingRunner, describe
@@ -186,7 +187,9 @@ _checks_verb(
     "render, then validate manifests against Kubernetes and CRD schemas",
 )
 _checks_verb(
-    "policy", ("render", "policy"), "render, then conftest test with policy/ and conftest verify"
+    "policy",
+    ("render", "policy"),
+    "render, then conftest test with the built-in policies and policy/, and conftest verify",
 )
 _checks_verb(
     "validate",
@@ -533,18 +536,78 @@ async def _main(args: argparse.Namespace) -> Status:
     source = args.source.resolve()
     if not source.is_dir():
         raise ConfigError("source directory does not exist", file=args.source, field="--source")
-    config = load_config(source)
-    for crd_dir in getattr(args, "crd_schemas", ()):
-        if not crd_dir.is_dir():
-            raise ConfigError(
-                "CRD schema directory does not exist", file=crd_dir, field="--crd-schemas"
-            )
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    try:
+        config = load_config(source)
+        _check_crd_schemas(args)
+        _check_out(out_dir, config)
+    except ConfigError as error:
+        # The last run's reports must not stay behind looking like this run's verdict.
+        if not args.dry_run and _is_reports_directory(out_dir, source):
+            write_stopped(out_dir, args.verb, Status.ERROR, str(error))
+        raise
     if not args.dry_run:
         return await _run_verb(args, func, config, out_dir)
     # A dry run must not leave reports that look like a real run's.
     with tempfile.TemporaryDirectory(prefix="gitops-pipeline-dry-run-") as scratch:
         return await _run_verb(args, func, config, Path(scratch))
+
+
+def _check_crd_schemas(args: argparse.Namespace) -> None:
+    for crd_dir in getattr(args, "crd_schemas", ()):
+        if not crd_dir.is_dir():
+            raise ConfigError(
+                "CRD schema directory does not exist", file=crd_dir, field="--crd-schemas"
+            )
+
+
+def _is_reports_directory(out_dir: Path, source: Path) -> bool:
+    resolved = out_dir.resolve()
+    return (
+        resolved.is_dir()
+        and resolved != source.resolve()
+        and resolved != Path(resolved.anchor)
+        and (resolved / "summary.json").is_file()
+    )
+
+
+def write_stopped(out_dir: Path, verb: str, status: Status | str, message: str) -> None:
+    """summary.json and summary.md of a run that stopped before its checks could finish."""
+    value = status.value if isinstance(status, Status) else status
+    reports.write_json(
+        out_dir / "summary.json", {"status": value, "stages": [], "stopped": message}
+    )
+    reports.write_text(out_dir / "summary.md", f"## gitops-pipeline {verb}: {value}\n\n{message}\n")
+
+
+def _check_out(out_dir: Path, config: Config) -> None:
+    """`--out` must be a directory of its own: reports are rewritten there on every run."""
+    resolved = out_dir.resolve()
+    source = config.source.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError("is a file, not a directory", file=out_dir, field="--out")
+    if resolved == Path(resolved.anchor):
+        raise ConfigError("must not be the root of the file system", file=out_dir, field="--out")
+    if resolved == source:
+        raise ConfigError(
+            "must not be the repository itself: use a directory inside it, such as artifacts",
+            file=out_dir,
+            field="--out",
+        )
+    from pipeline.discovery import find_chart_dirs  # noqa: PLC0415
+
+    try:
+        owned = [*find_chart_dirs(config), config.policy.path]
+    except ConfigError:
+        owned = [config.policy.path]  # reported by the verb itself, with its artifacts
+    for relative in owned:
+        inside = (source / relative).resolve()
+        if resolved == inside or inside in resolved.parents:
+            raise ConfigError(
+                f"must not be inside {relative}: the reports would become part of it",
+                file=out_dir,
+                field="--out",
+            )
 
 
 async def _run_verb(
@@ -564,7 +627,14 @@ async def _run_verb(
             allow_empty=getattr(args, "allow_empty", False),
             offline=getattr(args, "offline", False),
         )
-        status = await func(args, run)
+        try:
+            status = await func(args, run)
+        except anyio.get_cancelled_exc_class():
+            if recorder is None:  # plain file writes: nothing here awaits, nothing is cancelled
+                write_stopped(
+                    out_dir, args.verb, "interrupted", "interrupted before the checks finished"
+                )
+            raise
         if recorder is not None:
             out("dry run; these steps would run:")
             for step in recorder.steps:
@@ -573,11 +643,35 @@ async def _run_verb(
         return status
 
 
+async def _main_until_signalled(args: argparse.Namespace) -> Status:
+    """The verb, stopped by SIGINT or SIGTERM (what CI sends on cancel) with its tools."""
+    received: list[int] = []
+    finished: list[Status] = []
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        received.append(int(signum))
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch)
+            finished.append(await _main(args))
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as errors:
+        raise first_leaf(errors) from None  # the verb's own error, mapped to its exit code
+    if received:
+        raise InterruptedRunError(received[0])
+    return finished[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status = anyio.run(_main, args)
+        status = anyio.run(_main_until_signalled, args)
     except PipelineError as error:
         if args.verbose:
             traceback.print_exc()

@@ -73,3 +73,14 @@ class CheckFailedError(PipelineError):
     """Raised only at the CLI boundary when a command's result is a failure (exit 1)."""
 
     exit_code = 1
+
+
+class InterruptedRunError(PipelineError):
+    """SIGINT or SIGTERM stopped the run: exit 128 + the signal's number (130, 143)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal  # noqa: PLC0415
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")

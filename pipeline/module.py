@@ -99,7 +99,7 @@ class Pipeline:
         dagger.Directory,
         DefaultPath("/"),
         Ignore(SOURCE_IGNORE),
-        Doc("the repository: charts/, policy/, pipeline.yaml"),
+        Doc("the repository: its charts, policy/, pipeline.yaml"),
     ]
 
     async def _local_source(self, workdir: Path) -> Path:
@@ -166,7 +166,7 @@ class Pipeline:
 
     @function
     async def policy(self, env: Environments = None) -> dagger.Directory:
-        """Render, then run conftest test with policy/ and conftest verify on the policies."""
+        """Render, then conftest test with the built-in policy pack and the repository's policy/."""
         return await self._artifacts(("render", "policy"), await self._checks_run(env, None, None))
 
     @function

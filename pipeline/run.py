@@ -62,12 +62,12 @@ async def gather(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list
     except BaseExceptionGroup as group_error:
         # A job that could not start (tool missing, bad secret) must surface as itself, so
         # the CLI maps it to its exit code instead of printing a task-group traceback.
-        first = _first_leaf(group_error)
+        first = first_leaf(group_error)
         raise first from None
     return results  # type: ignore[return-value]
 
 
-def _first_leaf(error: BaseException) -> BaseException:
+def first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import shutil
 import tempfile
 import time
@@ -173,7 +174,9 @@ async def _validate_targets(
     if "lint" in checks:
         results.append(_lint_result(rendered))
     results.append(_render_result(rendered, render_seconds))
-    return Outcome(results + checked, rendered)
+    unreachable = [f for r in checked for f in r.findings if f.check == SCHEMA_LOCATION_CHECK]
+    error = SetupError(unreachable[0].message) if unreachable else None
+    return Outcome(results + checked, rendered, error)
 
 
 async def _parse_rendered(rendered: Sequence[Rendered]) -> None:
@@ -339,7 +342,7 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
         status = Status.SKIPPED
     summary = f"{len(rendered) - len(broken)}/{len(rendered)} chart environments rendered"
     if not rendered:
-        summary = "no charts found (charts/*/Chart.yaml)"
+        summary = "no charts found"
     artifacts = (
         *tuple(i.target.rendered_path for i in rendered if i.text is not None),
         "rendered.yaml",
@@ -514,6 +517,16 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Eve
         placed.append((position, kubeconform.to_finding(verdict, **where)))
     findings = [finding for _, finding in sorted(placed, key=lambda pair: pair[0])]
     reports.write_json(run.out / "kubeconform.json", _kubeconform_report(findings))
+    unreachable = _unreachable_locations(findings)
+    if unreachable:
+        # No network, or a wrong URL: one environment error, not a failure per resource.
+        message = (
+            f"kubeconform could not download schemas from {', '.join(unreachable)} "
+            f"({len(findings)} resources unchecked); use the offline location `bundled` "
+            "(kubeconform.schema_locations: [bundled], the default) or a mirror that answers"
+        )
+        finding = Finding(check=SCHEMA_LOCATION_CHECK, message=message, status=Status.ERROR)
+        return Result("kubeconform", Status.ERROR, message, (finding,), (step_result,))
     failed = [f for f in findings if f.status.failed]
     status = Status.FAILED if failed or (not step_result.ok and not findings) else Status.PASSED
     version = run.config.kubernetes_version
@@ -528,6 +541,15 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Eve
         ("kubeconform.json",),
         time.monotonic() - started,
     )
+
+
+_DOWNLOAD_FAILED = re.compile(r"^failed downloading schema at (?P<url>\w+://[^/\s]+)")
+SCHEMA_LOCATION_CHECK = "schema-location"
+
+
+def _unreachable_locations(findings: Sequence[Finding]) -> list[str]:
+    hosts = {m["url"] for f in findings if (m := _DOWNLOAD_FAILED.match(f.message or ""))}
+    return sorted(hosts)
 
 
 def _kubeconform_report(findings: Sequence[Finding]) -> dict[str, Any]:

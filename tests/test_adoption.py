@@ -165,3 +165,18 @@ def test_a_linked_chart_outside_the_repository_is_not_followed(tmp_path: Path) -
     repo = adopt("multi", tmp_path)
     (repo / "linked").symlink_to(outside, target_is_directory=True)
     assert "podinfo/prod" not in rendered(validate_repo(repo, tmp_path / "out"))
+
+
+def test_an_unreachable_schema_location_is_one_environment_error(tmp_path: Path) -> None:
+    # Port 9 (discard) on this machine: nothing listens, the connection is refused at once.
+    run = validate_repo(
+        adopt("multi", tmp_path), tmp_path / "out", "--schema-location", "http://127.0.0.1:9/s"
+    )
+    assert run.exit_code == 3
+    stage = run.stage("kubeconform")
+    assert stage["status"] == "error"
+    (finding,) = stage["findings"]
+    assert "http://127.0.0.1:9" in finding["message"]
+    assert "bundled" in finding["message"]
+    assert "(4 resources unchecked)" in finding["message"]
+    assert run.stage("policy")["status"] == "passed"  # the other checks still ran

@@ -25,20 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURE_REPOS, RENDER_TOOLS, CliRun, tool_marks
+from conftest import FIXTURE_REPOS, RENDER_TOOLS, SHARED, CliRun, tool_marks
+from dagger import dag
 from services import find_services
 
 from pipeline.cli import main
 from pipeline.config import ChartConfig
 from pipeline.manifests import parse_resources
 from pipeline.model import Root, out
+from pipeline.runners.dagger_runner import DaggerRunner
 from pipeline.stages import helm
+from pipeline.testing.dagger_capture import capture
 from pipeline.tools import require
 
 pytestmark = tool_marks(*RENDER_TOOLS)
 
 DEPENDENCY = "settings"
 PARENT = "charts/web"
+DAGGER_SCHEMA = SHARED / "dagger" / "schema-v0.21.8.graphqls"
 
 
 # --- helm, with a home of the test's own -----------------------------------------------------
@@ -415,6 +419,33 @@ def test_the_build_step_works_under_out_and_declares_what_a_container_needs() ->
     assert set(step.inputs) == {out(f"{workspace}/chart"), out(f"{workspace}/repositories.yaml")}
     assert step.outputs == (f"{workspace}/chart/charts",)
     assert "--plain-http" not in step.args
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not DAGGER_SCHEMA.is_file(), reason=f"no Dagger schema at {DAGGER_SCHEMA}")
+async def test_in_a_container_the_workspace_goes_in_and_the_archives_come_back(
+    tmp_path: Path,
+) -> None:
+    workspace = ".cache/chart-dependencies/web"
+    (tmp_path / workspace / "chart").mkdir(parents=True)
+    step = helm.dependency_build_step("web", workspace, ["https://charts.example.com"])
+
+    with capture(DAGGER_SCHEMA) as recorder:
+        await DaggerRunner(source=dag.directory(), out=tmp_path).run(step)
+
+    assert recorder.errors() == []
+    text = " ".join(" ".join(q.document for q in recorder.queries).split())
+    # Only the workspace's chart and repositories file are uploaded from the local OUT ...
+    uploaded = (
+        f'include: [ "{workspace}/chart" "{workspace}/chart/**" '
+        f'"{workspace}/repositories.yaml" "{workspace}/repositories.yaml/**" ]'
+    )
+    assert uploaded in text
+    assert f'"dependency" "build" "/out/{workspace}/chart"' in text
+    assert f'withWorkdir(path: "/out/{workspace}")' in text
+    # ... and the built archives are exported back to it.
+    exported = f'include: [ "{workspace}/chart/charts" "{workspace}/chart/charts/**" ]'
+    assert exported in text
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import types
 import typing
 from collections.abc import Iterator
@@ -50,6 +52,8 @@ DOCKERFILE = REPO / "ci" / "image" / "Dockerfile"
 
 DAGGER_ACTION = "dagger/dagger-for-github"
 DAGGER_ACTION_PIN = "v8.4.1"
+# The commit of that tag (dagger/dagger-for-github): workflows pin it, with the tag beside it.
+DAGGER_ACTION_SHA = "27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77"
 INSTALL_HINT = f"run `bash {pin_table.INSTALL_SCRIPT}`"
 
 needs_schema = pytest.mark.skipif(
@@ -658,12 +662,16 @@ def test_workflows_grant_least_privilege(path):
 def test_dagger_is_pinned_to_the_module_engine_version(path):
     engine = yaml.safe_load((REPO / "dagger.json").read_text())["engineVersion"].lstrip("v")
     steps = [step for _, step in _steps(_load(path)) if "uses" in step]
-    assert all("@" in step["uses"] for step in steps)
+    assert all(FULL_SHA.fullmatch(step["uses"].partition("@")[2]) for step in steps), steps
     dagger_steps = [s for s in steps if s["uses"].startswith(DAGGER_ACTION + "@")]
     assert dagger_steps
     for step in dagger_steps:
-        assert step["uses"] == f"{DAGGER_ACTION}@{DAGGER_ACTION_PIN}"
+        assert step["uses"] == f"{DAGGER_ACTION}@{DAGGER_ACTION_SHA}"
         assert _cli_runs_module(str(step["with"]["version"]), engine)
+    # YAML drops comments: the tag beside the commit is read from the file's lines.
+    dagger_pins = [p for p in action_pins(path.read_text(encoding="utf-8")) if p.is_(DAGGER_ACTION)]
+    assert len(dagger_pins) == len(dagger_steps)
+    assert {(p.ref, p.version) for p in dagger_pins} == {(DAGGER_ACTION_SHA, DAGGER_ACTION_PIN)}
     for step in (s for s in steps if s["uses"].startswith("actions/checkout@")):
         assert step.get("with", {}).get("persist-credentials") is False
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.tools import PACKAGE_ROOT, require
 
 TIMEOUT_EXIT_CODE = 124
+STOP_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a step is stopped
 REDACTED = "***"
 
 
@@ -64,7 +67,9 @@ async def _spawn(
 ) -> tuple[int, str, str]:
     stdout_chunks: list[bytes] = []
     stderr_chunks: list[bytes] = []
-    process: Process = await anyio.open_process(argv, cwd=cwd, env=env)
+    # A session of its own: the tool and everything it starts form one process group, which
+    # a time limit, an interrupt or a cancelled run stops as a whole (no orphans).
+    process: Process = await anyio.open_process(argv, cwd=cwd, env=env, start_new_session=True)
     try:
         with anyio.move_on_after(limit_seconds) as scope:
             async with anyio.create_task_group() as tg:
@@ -76,17 +81,35 @@ async def _spawn(
                     await process.stdin.aclose()
                 await process.wait()
         if scope.cancelled_caught:
-            process.kill()
-            await process.wait()
-            stderr_chunks.append(f"\ntimed out after {limit_seconds:g}s\n".encode())
+            await _stop_group(process)
+            stderr_chunks.append(
+                f"\ntimed out after {limit_seconds:g}s (the step's time limit: "
+                "pipeline.yaml `timeouts`, or --timeout)\n".encode()
+            )
             return TIMEOUT_EXIT_CODE, _text(stdout_chunks), _text(stderr_chunks)
     finally:
-        if process.returncode is None:
-            process.kill()
-            with anyio.CancelScope(shield=True):
-                await process.wait()
+        with anyio.CancelScope(shield=True):
+            await _stop_group(process)
         await process.aclose()
     return process.returncode or 0, _text(stdout_chunks), _text(stderr_chunks)
+
+
+async def _stop_group(process: Process) -> None:
+    """SIGTERM to the tool's process group, SIGKILL after a grace period; reap the tool.
+
+    Also after the tool exited by itself: anything it left running in its group goes too.
+    """
+    _signal_group(process.pid, signal.SIGTERM)
+    if process.returncode is None:
+        with anyio.move_on_after(STOP_GRACE_SECONDS):
+            await process.wait()
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) -> None:

@@ -238,9 +238,11 @@ def dependency_build_error(chart: ChartConfig, output: str, repositories: Sequen
             )
     if failures:
         url, reason = failures[0]
+        repository = _repository_of(url, repositories)
+        fetched = "" if url == repository else f"{url} from "
         return (
-            f"could not fetch {url} from chart repository {_repository_of(url, repositories)} "
-            f"for {lock}: {reason}"
+            f"could not fetch {fetched}chart repository {repository} while building the "
+            f"dependencies in {lock}: {reason}"
         )
     blocks = _blocks(output, _ERROR_LINE)
     detail = blocks[-1].removeprefix("Error:").strip() if blocks else output.strip()[-500:]

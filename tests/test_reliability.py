@@ -1,0 +1,117 @@
+"""Stopping cleanly: signals end every tool's process group, reports never lie, --out is safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, fixture_repo, requires_tools
+from test_validate import validate_repo
+
+HANGING_PROJECT = {
+    "pyproject.toml": (
+        '[project]\nname = "hangs"\nversion = "0.1.0"\n\n'
+        '[tool.pytest.ini_options]\ntestpaths = ["tests"]\n'
+    ),
+    "tests/test_hangs.py": (
+        "import os, subprocess, time\n\n"
+        "def test_hangs():\n"
+        "    child = subprocess.Popen(['sleep', '300'])\n"
+        "    with open(os.environ['HANG_MARKER'], 'w') as marker:\n"
+        "        marker.write(f'{os.getpid()} {child.pid}')\n"
+        "    time.sleep(300)\n"
+    ),
+}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose: it runs nothing and its parent will reap it.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_every_tool_process_and_says_so(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    project = tmp_path / "project"
+    for name, text in HANGING_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    marker = tmp_path / "marker"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "test", "--source", str(project), "--out", str(out)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "HANG_MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert cli.poll() is None, cli.communicate()
+            assert time.monotonic() < deadline, "the hanging test never started"
+            time.sleep(0.1)
+        pytest_pid, child_pid = (int(p) for p in marker.read_text().split())
+        cli.send_signal(signum)
+        _, stderr = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == code, stderr
+    assert f"interrupted by {signum.name}" in stderr
+    for pid in (pytest_pid, child_pid):
+        assert not alive(pid), f"process {pid} outlived the run"
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("file", "is a file, not a directory"),
+        ("root", "must not be the root of the file system"),
+        ("source", "must not be the repository itself"),
+        ("chart", "must not be inside charts/web"),
+    ],
+)
+def test_out_must_be_a_directory_of_its_own(tmp_path: Path, where: str, message: str) -> None:
+    source = fixture_repo("ok", tmp_path)
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    out = {
+        "file": source / "charts" / "web" / "Chart.yaml",
+        "root": Path("/"),
+        "source": source,
+        "chart": source / "charts" / "web" / "reports",
+    }[where]
+    run = validate_repo(source, out)
+    assert run.exit_code == 2
+    assert f"--out: {message}" in run.stderr
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+
+
+@requires_tools("helm", "kubeconform", "conftest")
+def test_a_configuration_error_replaces_the_last_verdict(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path)
+    out = tmp_path / "artifacts"
+    assert validate_repo(source, out).exit_code == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "passed"
+    (source / "pipeline.yaml").write_text("kubernets_version: 1.35.0\n", encoding="utf-8")
+    run = validate_repo(source, out)
+    assert run.exit_code == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "error"
+    assert "unknown key 'kubernets_version'" in summary["stopped"]
+    assert "error" in (out / "summary.md").read_text()
