@@ -8,7 +8,9 @@ unreachable). Errors print one line; the traceback only with -v.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -628,7 +630,13 @@ async def _run_verb(
             offline=getattr(args, "offline", False),
         )
         try:
-            status = await func(args, run)
+            if recorder is None:
+                status = await func(args, run)
+            else:
+                # A dry run's verdicts are the scripted replies': printed, they would read as
+                # "passed" for checks that never ran.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    status = await func(args, run)
         except anyio.get_cancelled_exc_class():
             if recorder is None:  # plain file writes: nothing here awaits, nothing is cancelled
                 write_stopped(
@@ -636,7 +644,7 @@ async def _run_verb(
                 )
             raise
         if recorder is not None:
-            out("dry run; these steps would run:")
+            out(f"dry run: {len(recorder.steps)} steps planned, none ran; these steps would run:")
             for step in recorder.steps:
                 out(f"  {describe(step)}")
             return Status.PASSED

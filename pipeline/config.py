@@ -8,6 +8,7 @@ and line. YAML syntax errors are reported with the line the parser gave.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import re
@@ -143,17 +144,34 @@ class Config:
 
 Checker = Callable[[yaml.Node, str, "Context"], Any]
 
+# Aliases let a few lines name one mapping or list over and over ("billion laughs"): the
+# composed nodes are shared, but the checks visit every use, so their number is bounded. A
+# real pipeline.yaml has hundreds of values.
+MAX_CHECKED_VALUES = 100_000
 
-@dataclass(frozen=True)
+
+@dataclass
 class Context:
     file: Path
+    checked: int = 0  # values checked so far; a value reached through an alias counts each time
 
     def error(self, node: yaml.Node, dotted: str, message: str) -> ConfigError:
         return ConfigError(message, file=self.file, line=node.start_mark.line + 1, field=dotted)
 
+    def visit(self, node: yaml.Node, dotted: str) -> None:
+        self.checked += 1
+        if self.checked > MAX_CHECKED_VALUES:
+            raise self.error(
+                node,
+                dotted or "(top level)",
+                f"more than {MAX_CHECKED_VALUES} values to check: YAML aliases (*name) repeat "
+                "this part too often; write the values out instead",
+            )
+
 
 def _scalar(kind: str, convert: Callable[[str], Any], *tags: str) -> Checker:
     def check(node: yaml.Node, dotted: str, ctx: Context) -> Any:
+        ctx.visit(node, dotted)
         if not isinstance(node, yaml.ScalarNode) or (tags and node.tag not in tags):
             raise ctx.error(node, dotted, f"expected {kind}")
         try:
@@ -193,6 +211,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> Checker:
 
 def _list_of(item: Checker) -> Checker:
     def check(node: yaml.Node, dotted: str, ctx: Context) -> tuple[Any, ...]:
+        ctx.visit(node, dotted)
         if not isinstance(node, yaml.SequenceNode):
             raise ctx.error(node, dotted, "expected a list")
         return tuple(item(child, f"{dotted}[{i}]", ctx) for i, child in enumerate(node.value))
@@ -228,12 +247,18 @@ def _dict_of(key_check: Checker, value: Checker) -> Checker:
 
 
 def _pairs(node: yaml.Node, dotted: str, ctx: Context) -> list[tuple[yaml.Node, yaml.Node]]:
+    ctx.visit(node, dotted)
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return []
     if not isinstance(node, yaml.MappingNode):
         raise ctx.error(node, dotted or "(top level)", "expected a mapping")
     seen: set[str] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # `? [a, b]` or `{[a]: 1}`: a list or mapping as a key has no name to check.
+            raise ctx.error(
+                key_node, dotted or "(top level)", "expected a plain key, not a list or mapping"
+            )
         if key_node.value in seen:
             where = f"{dotted}.{key_node.value}" if dotted else key_node.value
             raise ctx.error(key_node, where, "duplicate key")
@@ -357,23 +382,67 @@ _SCHEMA = _mapping(
 
 
 def load_config(source: Path) -> Config:
-    """Read `pipeline.yaml` under `source` if present; defaults otherwise."""
+    """Read `pipeline.yaml` under `source` if present; defaults otherwise.
+
+    Any content is a Config or a ConfigError naming the file: bytes that are not UTF-8,
+    characters YAML forbids (NUL), YAML that is not a mapping, nesting too deep to compose
+    and aliases that expand too far included.
+    """
     if not (source / CONFIG_FILE).is_file():
         return Config(source=source)
-    text = (source / CONFIG_FILE).read_text(encoding="utf-8")
     # Named as in the repository, like every other file a report names: the same in a
     # checkout, in the Dagger module's copy and in CI.
     path = Path(CONFIG_FILE)
+    text = _read_utf8(source / CONFIG_FILE, path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"invalid YAML: {exc.problem}", file=path, line=line) from None
+        problem = exc.problem or exc.context or "cannot be parsed"
+        raise ConfigError(f"invalid YAML: {problem}", file=path, line=line) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow anywhere (NUL, most control characters).
+        line = text.count("\n", 0, exc.position) + 1
+        # NUL bytes in text that decoded as UTF-8 are most often UTF-16 without a byte order mark.
+        hint = "; is the file UTF-16? save it as UTF-8" if exc.character == "\x00" else ""
+        raise ConfigError(
+            f"invalid YAML: character U+{ord(exc.character):04X} is not allowed "
+            f"({exc.reason}){hint}",
+            file=path,
+            line=line,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=path) from None
+    except RecursionError:
+        # PyYAML composes nested lists and mappings recursively: a few hundred levels at most.
+        raise ConfigError(
+            "invalid YAML: lists or mappings nested too deeply to read", file=path
+        ) from None
     if root is None:
         return Config(source=source, file=path)
     raw = _SCHEMA(root, "", Context(path))
     return _build(source, path, raw)
+
+
+def _read_utf8(file: Path, named: Path) -> str:
+    """The file's text, decoded as UTF-8 explicitly (a UTF-8 byte order mark is allowed)."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", file=named) from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        wide = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        encoding = " (it starts with a UTF-16 byte order mark)" if wide else ""
+        raise ConfigError(
+            f"{CONFIG_FILE} is not UTF-8{encoding}: byte {data[exc.start]:#04x} at offset "
+            f"{exc.start} ({exc.reason}); save it as UTF-8",
+            file=named,
+            line=line,
+        ) from None
 
 
 def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:

@@ -9,6 +9,7 @@ directories) and in a container (roots are mount points).
 from __future__ import annotations
 
 import enum
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -131,6 +132,50 @@ class StepResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def signal_name(self) -> str | None:
+        """The signal that ended the tool ("SIGKILL"), or None when it exited by itself."""
+        return signal_of_exit_code(self.exit_code)
+
+
+# A shell or a container runtime reports a process that signal N ended as exit code 128+N;
+# Python's process API (the local runner) reports it as -N.
+_SHELL_SIGNAL_BASE = 128
+
+
+def signal_of_exit_code(exit_code: int) -> str | None:
+    """The name of the signal an exit code reports: SIGKILL for -9 and for 137; else None.
+
+    128+N is only a convention, and a tool may exit 129 by itself (git does on a usage error):
+    the steps here run fixed argv, so such an exit is read as the signal it would mean.
+    """
+    if exit_code < 0:
+        number = -exit_code
+    elif exit_code > _SHELL_SIGNAL_BASE:
+        number = exit_code - _SHELL_SIGNAL_BASE
+    else:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        # Real-time signals between SIGRTMIN and SIGRTMAX have no name; -N is a signal anyway.
+        return f"signal {number}" if exit_code < 0 else None
+
+
+def killed_by_signal(result: StepResult) -> str | None:
+    """'helm was killed by SIGKILL (exit code -9)…' when a signal ended the step's tool.
+
+    A killed tool's output stops wherever the signal caught it, so callers report this as an
+    error of the check instead of parsing half an output as if it were the tool's verdict.
+    """
+    name = result.signal_name
+    if name is None:
+        return None
+    return (
+        f"{result.step.tool} was killed by {name} (exit code {result.exit_code}) while running "
+        f"{result.step.name}; its output is incomplete and was not read"
+    )
 
 
 class Status(enum.Enum):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline import reports
 from pipeline.errors import ConfigError
-from pipeline.model import Finding, Result, Status, StepResult
+from pipeline.model import Finding, Result, Status, StepResult, killed_by_signal
 from pipeline.run import Run, gather
 from pipeline.runners.local import LocalRunner
 from pipeline.stages import mypy, pytest, ruff
@@ -82,6 +82,12 @@ def _status(findings: Sequence[Finding], steps: Sequence[StepResult]) -> Status:
     return Status.PASSED
 
 
+def _killed(step: StepResult, check: str) -> list[Finding]:
+    """An error finding when a signal ended the tool: its output is cut short, so not read."""
+    message = killed_by_signal(step)
+    return [] if message is None else [Finding(check=check, message=message, status=Status.ERROR)]
+
+
 def _crashed(step: StepResult, check: str) -> Finding:
     detail = (step.stderr or step.stdout).strip()[-800:]
     return Finding(
@@ -104,13 +110,15 @@ async def lint(run: Run) -> Result:
     for index, project in enumerate(projects):
         check, fmt = steps[2 * index], steps[2 * index + 1]
         try:
-            found = ruff.check_findings(project, check.stdout, str(run.source))
+            found = _killed(check, "ruff") or ruff.check_findings(
+                project, check.stdout, str(run.source)
+            )
         except ruff.OutputError as exc:
             found = [Finding(check="ruff", message=str(exc), status=Status.ERROR)]
         if not check.ok and not found:
             found = [_crashed(check, "ruff")]
         findings += found
-        formatting = ruff.format_findings(project, fmt.stdout)
+        formatting = _killed(fmt, "ruff-format") or ruff.format_findings(project, fmt.stdout)
         if not fmt.ok and not formatting:
             formatting = [_crashed(fmt, "ruff-format")]
         findings += formatting
@@ -139,7 +147,10 @@ async def typecheck(run: Run) -> Result:
     )
     findings: list[Finding] = []
     for project, step in zip(projects, steps, strict=True):
-        found = mypy.findings(project, step.stdout)
+        try:
+            found = _killed(step, "mypy") or mypy.findings(project, step.stdout)
+        except mypy.OutputError as exc:
+            found = [Finding(check="mypy", message=str(exc), status=Status.ERROR)]
         if not step.ok and not found:
             found = [_crashed(step, "mypy")]
         findings += found
@@ -155,7 +166,8 @@ async def typecheck(run: Run) -> Result:
 
 
 def _read(path: Path) -> str | None:
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    # A report cut short mid-character is still read: the XML parser says what is wrong.
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
 
 def _matrix(run: Run) -> list[tuple[str, str | None]]:
@@ -183,10 +195,13 @@ async def test(run: Run) -> Result:
     totals: list[str] = []
     for (project, python), step in zip(matrix, steps, strict=True):
         paths = (pytest.junit_path(project, python), pytest.coverage_path(project, python))
-        report = pytest.parse(project, _read(run.out / paths[0]), _read(run.out / paths[1]))
+        junit = _read(run.out / paths[0])
+        report, problems = _test_report(project, step, junit, _read(run.out / paths[1]))
         artifacts += [p for p in paths if (run.out / p).is_file()]
         findings += report.failures
-        findings += _test_verdicts(run, project, step, report)
+        findings += problems or _test_verdicts(
+            run, project, step, report, has_junit=junit is not None
+        )
         coverage = (
             f", coverage {report.coverage_percent:.1f}%"
             if report.coverage_percent is not None
@@ -205,8 +220,22 @@ async def test(run: Run) -> Result:
     )
 
 
+def _test_report(
+    project: str, step: StepResult, junit: str | None, coverage: str | None
+) -> tuple[pytest.TestReport, list[Finding]]:
+    """The reports pytest wrote, or the error that stands in for them (killed, unreadable)."""
+    nothing = pytest.TestReport(0, [], None)
+    killed = _killed(step, "pytest")
+    if killed:
+        return nothing, killed
+    try:
+        return pytest.parse(project, junit, coverage), []
+    except pytest.OutputError as exc:
+        return nothing, [Finding(check="pytest", message=str(exc), status=Status.ERROR)]
+
+
 def _test_verdicts(
-    run: Run, project: str, step: StepResult, report: pytest.TestReport
+    run: Run, project: str, step: StepResult, report: pytest.TestReport, *, has_junit: bool
 ) -> list[Finding]:
     if step.exit_code == pytest.NO_TESTS_COLLECTED:
         return [
@@ -221,11 +250,35 @@ def _test_verdicts(
         ]
     if not step.ok and not report.failures:
         return [_crashed(step, "pytest")]
+    # Exit 0 proves nothing by itself: a conftest.py calling sys.exit(0) ends the session
+    # "successfully" before a single test ran.
+    if not has_junit or report.tests == 0:
+        problem = "wrote no JUnit report" if not has_junit else "ran no test"
+        return [
+            Finding(
+                check="pytest",
+                message=f"pytest exited {step.exit_code} but {problem}: nothing shows the tests "
+                "ran (a conftest.py or plugin that ends the session early?)",
+                file=project,
+                status=Status.FAILED,
+                rule="no-tests-run",
+            )
+        ]
     minimum = run.config.python.min_coverage
+    if minimum is not None and report.coverage_percent is None:
+        return [
+            Finding(
+                check="coverage",
+                message=f"no coverage data was produced, so the minimum of {minimum:g}% is not met",
+                file=project,
+                status=Status.FAILED,
+                rule="min-coverage",
+            )
+        ]
     if (
         minimum is not None
         and report.coverage_percent is not None
-        and report.coverage_percent < minimum
+        and (report.coverage_percent < minimum)
     ):
         return [
             Finding(

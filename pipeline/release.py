@@ -16,15 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pipeline import publish, reports
 from pipeline.changelog import changelog_markdown
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.model import SecretRef, Step, StepResult, out
+from pipeline.model import SecretRef, Step, StepResult, killed_by_signal, out
 from pipeline.run import Run
 from pipeline.stages import git
 from pipeline.versioning import Decision, GitError, decide
@@ -124,8 +124,20 @@ class ReleaseOutcome:
 async def _checked(run: Run, step: Step) -> StepResult:
     result = await run.runner.run(step)
     if not result.ok:
-        raise GitError(step, (result.stderr or result.stdout).strip())
+        raise GitError(step, killed_by_signal(result) or (result.stderr or result.stdout).strip())
     return result
+
+
+Parsed = TypeVar("Parsed")
+
+
+async def _parsed(run: Run, step: Step, parse: Callable[[str], Parsed]) -> Parsed:
+    """A git step's output through its parser: output it cannot read is a GitError too."""
+    result = await _checked(run, step)
+    try:
+        return parse(result.stdout)
+    except git.OutputError as exc:
+        raise GitError(step, f"unexpected output: {exc}") from None
 
 
 async def release(
@@ -176,7 +188,7 @@ async def _tagged_at_head(run: Run, decision: Decision, head: str) -> bool:
     """HEAD is exactly the commit of the current release tag: a rerun of that release."""
     if decision.current_tag is None:
         return False
-    tags = git.parse_tags((await _checked(run, git.tags_step(merged_into="HEAD"))).stdout)
+    tags = await _parsed(run, git.tags_step(merged_into="HEAD"), git.parse_tags)
     return any(t.name == decision.current_tag and t.commit == head for t in tags)
 
 
@@ -251,13 +263,14 @@ async def _claim(run: Run, options: ReleaseOptions, tag: str, version: str, head
             f"the remote '{options.remote}' rejected tag {tag}: it exists there already, so "
             f"{version} was released by someone else; no image was pushed"
         )
-    raise GitError(push, pushed.stderr.strip())
+    raise GitError(push, killed_by_signal(pushed) or pushed.stderr.strip())
 
 
 async def _decision_and_head(run: Run, options: ReleaseOptions) -> tuple[Decision, str]:
     decision = await decide(run.runner, config=run.config.release, prerelease=options.prerelease)
-    head = decision.head or git.parse_head((await _checked(run, git.head_step())).stdout)
-    return decision, head
+    if decision.head:
+        return decision, decision.head
+    return decision, await _parsed(run, git.head_step(), git.parse_head)
 
 
 async def version_and_head(run: Run, options: ReleaseOptions) -> tuple[str, str]:

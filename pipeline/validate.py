@@ -29,7 +29,18 @@ from pipeline.config import Waiver
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
-from pipeline.model import Arg, Finding, Ref, Result, Status, StepResult, out, package, src
+from pipeline.model import (
+    Arg,
+    Finding,
+    Ref,
+    Result,
+    Status,
+    StepResult,
+    killed_by_signal,
+    out,
+    package,
+    src,
+)
 from pipeline.policy import BUILTIN_POLICIES
 from pipeline.run import Run, gather
 from pipeline.schemas import BUILTIN_CRDS, write_schema_bundle
@@ -216,6 +227,8 @@ def _render_job(
         result.steps.extend(done)
         if template.ok:
             result.text = template.stdout  # parsed later, while kubeconform and conftest run
+        elif (killed := _killed(template, "render", target)) is not None:
+            result.render.append(killed)
         else:
             stderr = chart.source_paths(template.stderr, target)
             result.render.append(helm.template_error(target, stderr))
@@ -223,12 +236,27 @@ def _render_job(
             lint_step = done[1]
             stdout = chart.source_paths(lint_step.stdout, target)
             stderr = chart.source_paths(lint_step.stderr, target)
-            result.lint = helm.lint_findings(target, stdout + stderr)
+            killed = _killed(lint_step, "helm-lint", target)
+            result.lint = [killed] if killed else helm.lint_findings(target, stdout + stderr)
             if not lint_step.ok and not result.lint:
                 result.lint.append(helm.template_error(target, stderr or stdout))
         return result
 
     return job
+
+
+def _killed(step: StepResult, check: str, target: RenderTarget | None = None) -> Finding | None:
+    """An error finding when a signal ended the step's tool: its output is cut short."""
+    message = killed_by_signal(step)
+    if message is None:
+        return None
+    return Finding(
+        check=check,
+        message=message,
+        status=Status.ERROR,
+        chart=target.chart.name if target else None,
+        environment=target.environment if target else None,
+    )
 
 
 def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
@@ -323,6 +351,17 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
     for item in rendered:
         if item.render:
             findings += item.render
+        elif not item.resources:
+            # Nothing rendered is nothing checked: said, never counted as valid.
+            findings.append(
+                Finding(
+                    check="render",
+                    message="rendered no resources: every template is disabled or empty with "
+                    "these values",
+                    status=Status.WARNING,
+                    **_target_where(item),
+                )
+            )
         else:
             findings.append(
                 Finding(
@@ -490,6 +529,9 @@ async def _kubeconform(run: Run, rendered: Sequence[Rendered], parsed: anyio.Eve
     step_result = await run.runner.run(
         kubeconform.step(files, run.config.kubernetes_version, locations)
     )
+    killed = _killed(step_result, "kubeconform")
+    if killed is not None:
+        return Result("kubeconform", Status.ERROR, killed.message, (killed,), (step_result,))
     try:
         verdicts = kubeconform.parse(
             step_result.stdout, run.config.kubeconform.ignore_missing_schemas
@@ -645,6 +687,9 @@ def _expired(run: Run, waiver: Waiver) -> Finding:
 
 
 def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
+    killed = _killed(verify, "policy-verify")
+    if killed is not None:
+        return [killed]
     try:
         outcome = conftest.parse_verify(verify.stdout, run.config.policy.path)
     except conftest.OutputError as exc:
@@ -698,6 +743,9 @@ def _test_findings(
     today: dt.date | None = None,
 ) -> list[Finding]:
     today = today or dt.datetime.now(dt.UTC).date()
+    killed = _killed(test, "policy")
+    if killed is not None:
+        return [killed]
     try:
         results, _ = conftest.parse(test.stdout)
     except conftest.OutputError as exc:

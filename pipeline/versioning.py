@@ -55,7 +55,7 @@ import semver
 
 from pipeline.config import ReleaseConfig
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.model import Step
+from pipeline.model import Step, killed_by_signal
 from pipeline.runners import Runner
 from pipeline.stages import git
 
@@ -518,6 +518,9 @@ def next_version(
 
 async def _git(runner: Runner, step: Step, parse: Callable[[str], T]) -> T:
     result = await runner.run(step)
+    killed = killed_by_signal(result)
+    if killed is not None:
+        raise GitError(step, killed)
     if not result.ok:
         detail = result.stderr.strip() or result.stdout.strip() or "no output"
         raise GitError(step, f"exited {result.exit_code}: {detail}")

@@ -180,3 +180,16 @@ def test_an_unreachable_schema_location_is_one_environment_error(tmp_path: Path)
     assert "bundled" in finding["message"]
     assert "(4 resources unchecked)" in finding["message"]
     assert run.stage("policy")["status"] == "passed"  # the other checks still ran
+
+
+def test_a_chart_that_renders_nothing_says_so(tmp_path: Path) -> None:
+    repo = adopt("root-chart", tmp_path)
+    template = repo / "templates" / "deployment.yaml"
+    template.write_text(
+        "{{- if .Values.enabled }}\n" + template.read_text(encoding="utf-8") + "{{- end }}\n",
+        encoding="utf-8",
+    )
+    run = validate_repo(repo, tmp_path / "out")
+    (finding,) = [f for f in run.stage("render")["findings"] if f["status"] == "warning"]
+    assert "rendered no resources" in finding["message"]
+    assert finding["chart"] == "podinfo"

@@ -162,6 +162,8 @@ def test_the_committed_uv_lock_is_current(engine: Engine, tmp_path: Path) -> Non
     copy = copy_module(tmp_path / "module", engine)
     engine.dagger("develop", "-m", str(copy), cwd=copy).check()
     assert (copy / "sdk" / "pyproject.toml").is_file()
+    # develop re-locks (without upgrading): a current lock comes back byte for byte.
+    assert (copy / "uv.lock").read_bytes() == (REPO_ROOT / "uv.lock").read_bytes()
     uv = shutil.which("uv", path=str(Path(sys.executable).parent))
     assert uv is not None, "uv is in the dev extra"
     locked = subprocess.run(
@@ -658,8 +660,11 @@ def test_release_claims_the_tag_and_publishes_and_a_rerun_changes_nothing(
     assert "1.0.1" in pushed
     digest = registry_digests(image, ["1.0.1"])["1.0.1"]
 
+    # A rerun, as CI reruns it: a fresh checkout has the remote's tags, v1.0.1 among them.
+    git(history, "fetch", "-q", "--tags", f"git://127.0.0.1:{port}/remote.git")
     again = history.parent / "again"
     engine.call(module, *release, "export", "--path", str(again), source=history, env=env).check()
+    assert (again / ".version").read_text(encoding="utf-8").strip() == "1.0.1"
     assert git(remote, "tag", "--list").split() == tags
     assert sorted(registry_tags(image) or []) == pushed
     assert registry_digests(image, ["1.0.1"])["1.0.1"] == digest

@@ -535,3 +535,31 @@ def test_every_fixture_project_is_checked() -> None:
     assert {p.parent.name for p in FIXTURES.glob("*/pyproject.toml")} == set(FAILS)
     # test_*.py would be collected by this repository's own pytest run (see the docstring).
     assert not list(FIXTURES.glob("*/tests/test_*.py"))
+
+
+def test_a_session_ended_early_is_not_a_pass(tmp_path: Path) -> None:
+    """A conftest.py that calls sys.exit(0): pytest exits 0, no test ran, no gate was met."""
+    source = python_fixture("ok", tmp_path / "project")
+    (source / "tests" / "conftest.py").write_text("import sys\n\nsys.exit(0)\n", encoding="utf-8")
+    write_config(source, "python:\n  min_coverage: 80\n")
+    run = run_cli("test", source, tmp_path / "out")
+    assert run.exit_code == 1, run.stdout + run.stderr
+    (problem,) = run.problems("test")
+    assert problem["rule"] == "no-tests-run"
+    assert "pytest exited 0 but" in problem["message"]
+
+
+def test_the_coverage_gate_fails_without_coverage_data(tmp_path: Path) -> None:
+    source = python_fixture("ok", tmp_path / "project")
+    # Coverage of a package that is not imported: pytest-cov writes no data for it.
+    (source / "pyproject.toml").write_text(
+        (source / "pyproject.toml").read_text(encoding="utf-8")
+        + '\n[tool.coverage.run]\nsource = ["nothing_here"]\n',
+        encoding="utf-8",
+    )
+    write_config(source, "python:\n  min_coverage: 80\n")
+    run = run_cli("test", source, tmp_path / "out")
+    problems = run.problems("test")
+    assert run.exit_code == 1, run.stdout + run.stderr
+    assert [p["rule"] for p in problems] == ["min-coverage"], problems
+    assert "no coverage data was produced" in problems[0]["message"]

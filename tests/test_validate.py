@@ -429,6 +429,8 @@ def test_dry_run_runs_no_tool_and_prints_the_steps(tmp_path: Path, no_tools: Non
     run = validate_repo(source, tmp_path / "artifacts", *BUNDLED, "--dry-run")
 
     assert run.exit_code == 0, run.stderr
+    assert "passed" not in run.stdout  # nothing ran, so nothing passed
+    assert "steps planned, none ran" in run.stdout
     steps = run.stdout.split("these steps would run:", 1)[1]
     for env in ("dev", "prd"):
         assert (

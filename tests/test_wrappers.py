@@ -669,11 +669,278 @@ def test_dagger_is_pinned_to_the_module_engine_version(path):
         assert step["uses"] == f"{DAGGER_ACTION}@{DAGGER_ACTION_SHA}"
         assert _cli_runs_module(str(step["with"]["version"]), engine)
     # YAML drops comments: the tag beside the commit is read from the file's lines.
-    dagger_pins = [p for p in action_pins(path.read_text(encoding="utf-8")) if p.is_(DAGGER_ACTION)]
+    pins = action_pins(path.read_text(encoding="utf-8"), rel(path))
+    dagger_pins = [pin for pin in pins if pin.action == DAGGER_ACTION]
     assert len(dagger_pins) == len(dagger_steps)
     assert {(p.ref, p.version) for p in dagger_pins} == {(DAGGER_ACTION_SHA, DAGGER_ACTION_PIN)}
     for step in (s for s in steps if s["uses"].startswith("actions/checkout@")):
         assert step.get("with", {}).get("persist-credentials") is False
+
+
+# --- tests: supply chain: actions pinned by commit, zizmor clean ---------------------------
+
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+EXACT_VERSION = re.compile(r"v\d+\.\d+\.\d+")
+# `uses: owner/repo[/path]@ref # comment`: a step's (`- uses:`) or a reusable workflow job's.
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<value>[^\s#]+)(?:\s+#\s*(?P<comment>.*?))?\s*$")
+YAML_BLOCK = re.compile(r"^```ya?ml\n(?P<body>.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ActionPin:
+    """One `uses:` line as written: YAML keeps the ref, but drops the `# vX.Y.Z` beside it."""
+
+    where: str
+    action: str
+    ref: str
+    version: str | None  # the first word of the line's comment
+
+
+def action_pins(text: str, name: str = "workflow", first_line: int = 1) -> list[ActionPin]:
+    """The remote actions and reusable workflows on `uses:` lines; local ones (`./`) are ours."""
+    pins = []
+    for number, line in enumerate(text.splitlines(), first_line):
+        match = USES_LINE.match(line)
+        if match is None or match["value"].startswith("./"):
+            continue
+        action, _, ref = match["value"].partition("@")
+        comment = (match["comment"] or "").split()
+        pins.append(ActionPin(f"{name}:{number}", action, ref, comment[0] if comment else None))
+    return pins
+
+
+def docs_action_pins(text: str, name: str = "docs") -> list[ActionPin]:
+    """The `uses:` lines of a Markdown file's YAML snippets."""
+    pins = []
+    for block in YAML_BLOCK.finditer(text):
+        first_line = text.count("\n", 0, block.start("body")) + 1
+        pins += action_pins(block["body"], name, first_line)
+    return pins
+
+
+def pin_problems(pins: list[ActionPin]) -> list[str]:
+    """Each must be `owner/repo@<40-hex commit> # vX.Y.Z`: immutable, and says which release."""
+    problems = []
+    for pin in pins:
+        if not FULL_SHA.fullmatch(pin.ref):
+            problems.append(f"{pin.where}: {pin.action}@{pin.ref} is not pinned by a full commit")
+        if pin.version is None or not EXACT_VERSION.fullmatch(pin.version):
+            problems.append(f"{pin.where}: {pin.action} has no `# vX.Y.Z` comment naming its tag")
+    return problems
+
+
+def _remote_uses(workflow: dict[str, typing.Any]) -> list[str]:
+    """Every `uses` the runner resolves, as YAML reads it: reusable workflows' and steps'."""
+    uses = []
+    for job in (workflow.get("jobs") or {}).values():
+        uses += [str(job["uses"])] if "uses" in job else []
+        uses += [str(step["uses"]) for step in job.get("steps") or () if "uses" in step]
+    return [value for value in uses if not value.startswith("./")]
+
+
+def workflow_pin_problems(text: str, name: str = "workflow") -> list[str]:
+    pins = action_pins(text, name)
+    problems = pin_problems(pins)
+    # The line reader must see every `uses` the runner runs (not one in a flow mapping, say).
+    read, loaded = [f"{p.action}@{p.ref}" for p in pins], _remote_uses(yaml.safe_load(text) or {})
+    if read != loaded:
+        problems.append(f"{name}: the uses YAML loads, {loaded}, are not its uses lines {read}")
+    return problems
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=rel)
+def test_every_action_is_pinned_by_commit_with_its_tag(path):
+    text = path.read_text(encoding="utf-8")
+    assert action_pins(text, rel(path)), "no `uses:` line read: the check would pass anything"
+    assert workflow_pin_problems(text, rel(path)) == []
+
+
+def test_the_docs_pin_actions_as_the_workflows_do():
+    docs = docs_action_pins(DOCS.read_text(encoding="utf-8"), rel(DOCS))
+    assert [pin.action for pin in docs] == [DAGGER_ACTION]
+    assert pin_problems(docs) == []
+    workflows = [p for path in WORKFLOWS for p in action_pins(path.read_text("utf-8"), rel(path))]
+    # One action, one commit and tag everywhere: an upgrade is one reviewed change.
+    pinned: dict[str, set[tuple[str, str | None]]] = {}
+    for pin in [*workflows, *docs]:
+        pinned.setdefault(pin.action, set()).add((pin.ref, pin.version))
+    assert {action: len(refs) for action, refs in pinned.items() if len(refs) > 1} == {}, pinned
+
+
+def _job(lines: str) -> str:
+    return f"jobs:\n  c:\n    runs-on: ubuntu-latest\n{lines}"
+
+
+PIN_MUTATIONS = {
+    "a tag": (
+        _job(f"    steps:\n      - uses: {DAGGER_ACTION}@{DAGGER_ACTION_PIN}\n"),
+        "is not pinned by a full commit",
+    ),
+    "a short commit": (
+        _job(f"    steps:\n      - uses: {DAGGER_ACTION}@{DAGGER_ACTION_SHA[:7]} # v8.4.1\n"),
+        "is not pinned by a full commit",
+    ),
+    "a branch": (
+        _job(f"    steps:\n      - uses: {DAGGER_ACTION}@main # v8.4.1\n"),
+        "is not pinned by a full commit",
+    ),
+    "a reusable workflow by tag": (
+        "jobs:\n  c:\n    uses: acme/ci/.github/workflows/ci.yml@v1 # v1.0.0\n",
+        "is not pinned by a full commit",
+    ),
+    "no tag beside the commit": (
+        _job(f"    steps:\n      - uses: {DAGGER_ACTION}@{DAGGER_ACTION_SHA}\n"),
+        "has no `# vX.Y.Z` comment",
+    ),
+    "a major tag beside the commit": (
+        _job(f"    steps:\n      - uses: {DAGGER_ACTION}@{DAGGER_ACTION_SHA} # v8\n"),
+        "has no `# vX.Y.Z` comment",
+    ),
+    "a uses the line reader cannot see": (
+        _job(f"    steps:\n      - {{uses: {DAGGER_ACTION}@{DAGGER_ACTION_SHA}}}\n"),
+        "are not its uses lines",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PIN_MUTATIONS)
+def test_the_pin_checker_reports_an_unpinned_action(case):
+    text, expected = PIN_MUTATIONS[case]
+    problems = workflow_pin_problems(text)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_the_pin_checker_accepts_a_commit_with_its_tag():
+    pinned = f"{DAGGER_ACTION}@{DAGGER_ACTION_SHA}"
+    text = (
+        "jobs:\n  local:\n    uses: ./.github/workflows/ci.yml\n"
+        f"  c:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: {pinned} # v8.4.1\n"
+        f"      - name: again\n        uses: {pinned}  #  v8.4.1 (the CLI's action)\n"
+    )
+    assert workflow_pin_problems(text) == []
+    assert [(p.where, p.version) for p in action_pins(text)] == [
+        ("workflow:7", "v8.4.1"),
+        ("workflow:9", "v8.4.1"),
+    ]
+
+
+ZIZMOR_MIN_SEVERITY = "medium"
+
+
+@pytest.fixture(scope="module")
+def zizmor() -> str:
+    binary = _binary("zizmor")
+    if binary is None:
+        pytest.skip("zizmor not installed: pip install -e '.[dev]' (the dev extra pins it)")
+    return binary
+
+
+def _dev_pin(package: str) -> str | None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    dev = pyproject["project"]["optional-dependencies"]["dev"]
+    pins = dict(requirement.split("==", 1) for requirement in dev if "==" in requirement)
+    return pins.get(package)
+
+
+def run_zizmor(zizmor: str, workflows: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """zizmor on a workflows folder, offline, at medium severity and above.
+
+    The findings come back as `path:line: audit (severity): what`. A workflow zizmor cannot
+    read is an error (--strict-collection), never a file silently left out of the audit.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIZMOR_")}
+    result = subprocess.run(
+        [
+            zizmor,
+            "--offline",
+            "--strict-collection",
+            "--no-progress",
+            "--color=never",
+            f"--min-severity={ZIZMOR_MIN_SEVERITY}",
+            "--format=json",
+            str(workflows),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    findings = json.loads(result.stdout) if result.stdout.strip() else []
+    return result, [_zizmor_finding(finding) for finding in findings]
+
+
+def _zizmor_finding(finding: dict[str, typing.Any]) -> str:
+    locations = finding.get("locations") or [{}]
+    primary = [x for x in locations if x.get("symbolic", {}).get("kind") == "Primary"]
+    where = (primary or locations)[0]
+    path = where.get("symbolic", {}).get("key", {}).get("Local", {}).get("verbatim_path", "?")
+    row = where.get("concrete", {}).get("location", {}).get("start_point", {}).get("row", -1)
+    severity = finding.get("determinations", {}).get("severity", "?")
+    return f"{path}:{row + 1}: {finding.get('ident')} ({severity}): {finding.get('desc')}"
+
+
+def test_zizmor_is_the_dev_extras_pin(zizmor):
+    version = subprocess.run([zizmor, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.split()[-1:] == [_dev_pin("zizmor")], (
+        f"{version.stdout.strip()} is not the dev extra's pin: pip install -e '.[dev]'"
+    )
+
+
+def test_zizmor_finds_nothing_in_the_workflows(zizmor):
+    result, findings = run_zizmor(zizmor, Path(".github") / "workflows")
+    assert findings == []
+    assert result.returncode == 0, result.stderr
+
+
+# Each plants one problem in a copy of ci.yml (a regular expression, replaced once).
+ZIZMOR_MUTATIONS = {
+    "an expression expanded into a run script": (
+        re.escape('echo "gitops-pipeline ci: ${status}"'),
+        'echo "gitops-pipeline ci: ${status} ${{ github.event.pull_request.title }}"',
+        "template-injection",
+    ),
+    "an action by tag": (
+        r"actions/checkout@[0-9a-f]{40} # v\S+",
+        "actions/checkout@v4",
+        "unpinned-uses",
+    ),
+    "pull_request_target": (
+        r"(?m)^  pull_request:$",
+        "  pull_request_target:",
+        "dangerous-triggers",
+    ),
+}
+
+
+def _copy_of_ci(tmp_path: Path, text: str | None = None) -> Path:
+    """A workflows folder under tmp_path holding ci.yml, or `text` in its place."""
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    ci = (REPO / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    (workflows / "ci.yml").write_text(ci if text is None else text, encoding="utf-8")
+    return workflows
+
+
+@pytest.mark.parametrize("case", ZIZMOR_MUTATIONS)
+def test_zizmor_reports_a_planted_problem(case, zizmor, tmp_path):
+    pattern, replacement, audit = ZIZMOR_MUTATIONS[case]
+    ci = (REPO / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    planted, count = re.subn(pattern, lambda _: replacement, ci, count=1)
+    assert count == 1, f"ci.yml has no {pattern!r} any more: update the mutation"
+    result, findings = run_zizmor(zizmor, _copy_of_ci(tmp_path, planted))
+    assert any(f": {audit} (" in finding for finding in findings), (findings, result.stderr)
+    assert result.returncode != 0
+
+
+def test_zizmor_fails_on_a_workflow_it_cannot_read(zizmor, tmp_path):
+    # A valid copy of ci.yml beside it: without --strict-collection the run would pass.
+    workflows = _copy_of_ci(tmp_path)
+    (workflows / "broken.yml").write_text("on: push\njobs:\n  c:\n    steps: 3\n", "utf-8")
+    result, findings = run_zizmor(zizmor, workflows)
+    assert findings == []
+    assert result.returncode != 0, result.stderr
+    assert "broken.yml" in result.stderr
 
 
 def test_gitlab_and_jenkins_pin_the_engine_version_and_images():

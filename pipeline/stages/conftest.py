@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.model import Finding, Ref, Status, Step, src
+from pipeline.stages import tool_output
 
 # The shipped policies say "<Kind>/<name>: container '<c>' <problem>" or "<Kind>/<name>: <problem>".
 _MESSAGE = re.compile(
@@ -65,21 +65,41 @@ class OutputError(ValueError):
     pass
 
 
+_SHAPE = tool_output.Shape("conftest", OutputError)
+
+
+def _entries(stdout: str, tool: str) -> list[tuple[str, Mapping[str, object]]]:
+    """conftest's JSON: a list of one object per file (null: no files), each with its place."""
+    document = tool_output.load(stdout, tool, OutputError)
+    return [
+        (f"[{index}]", _SHAPE.mapping(entry, f"[{index}]"))
+        for index, entry in enumerate(_SHAPE.items(document, "the output"))
+    ]
+
+
+def _messages(entry: Mapping[str, object], key: str, where: str) -> list[str | None]:
+    """The `msg` of each item under `key` ("failures", "warnings"); None where it has none."""
+    messages: list[str | None] = []
+    for index, item in enumerate(_SHAPE.items(entry.get(key), f"{where}.{key}")):
+        at = f"{where}.{key}[{index}]"
+        messages.append(_SHAPE.optional_text(_SHAPE.mapping(item, at), "msg", at))
+    return messages
+
+
 def parse(stdout: str) -> tuple[list[PolicyResult], dict[str, int]]:
-    """Failures and warnings per file, and the number of successes per file."""
-    try:
-        document = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"conftest printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    """Failures and warnings per file, and the number of successes per file.
+
+    Output of any other shape is an OutputError naming what differs.
+    """
     results: list[PolicyResult] = []
     successes: dict[str, int] = {}
-    for entry in document or []:
-        filename = entry.get("filename", "")
-        namespace = str(entry.get("namespace", ""))
-        successes[filename] = successes.get(filename, 0) + int(entry.get("successes", 0))
+    for where, entry in _entries(stdout, "conftest"):
+        filename = _SHAPE.text(entry, "filename", where)
+        namespace = _SHAPE.text(entry, "namespace", where)
+        successes[filename] = successes.get(filename, 0) + _SHAPE.count(entry, "successes", where)
         for level, key in (("failure", "failures"), ("warning", "warnings")):
-            for item in entry.get(key) or []:
-                message = item.get("msg", "")
+            for found in _messages(entry, key, where):
+                message = found or ""
                 match = _MESSAGE.match(message)
                 results.append(
                     PolicyResult(
@@ -112,22 +132,17 @@ class VerifyOutcome:
 
 
 def parse_verify(stdout: str, policy: str) -> VerifyOutcome:
-    try:
-        document = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise OutputError(
-            f"conftest verify printed no JSON ({exc.msg}): {stdout[:200]!r}"
-        ) from None
     passed = 0
     failed: list[Finding] = []
-    for entry in document or []:
-        passed += int(entry.get("successes", 0))
-        for item in entry.get("failures") or []:
+    for where, entry in _entries(stdout, "conftest verify"):
+        passed += _SHAPE.count(entry, "successes", where)
+        file = _SHAPE.text(entry, "filename", where) or policy
+        for message in _messages(entry, "failures", where):
             failed.append(
                 Finding(
                     check="policy-verify",
-                    message=item.get("msg", "policy unit test failed"),
-                    file=entry.get("filename") or policy,
+                    message=message if message is not None else "policy unit test failed",
+                    file=file,
                 )
             )
     return VerifyOutcome(passed, failed)

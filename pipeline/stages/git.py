@@ -103,9 +103,18 @@ class Tag:
     annotated: bool
 
 
+def _lines(stdout: str) -> list[str]:
+    """git's output lines, split at newlines only.
+
+    str.splitlines() also splits at U+0085, U+2028 and other characters that a tag name or a
+    path may hold, which would cut one tag's line in two.
+    """
+    return stdout.split("\n")
+
+
 def parse_tags(stdout: str) -> list[Tag]:
     tags: list[Tag] = []
-    for line in stdout.splitlines():
+    for line in _lines(stdout):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -164,7 +173,7 @@ class StatusEntry:
 def parse_status(stdout: str) -> list[StatusEntry]:
     """Changed and untracked paths; an empty list is a clean tree."""
     # No strip of the whole output: the first entry may start with a significant space.
-    return [StatusEntry(code=line[:2], path=line[3:]) for line in stdout.splitlines() if line]
+    return [StatusEntry(code=line[:2], path=line[3:]) for line in _lines(stdout) if line]
 
 
 # --- writing: the release tag --------------------------------------------------------------

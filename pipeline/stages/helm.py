@@ -12,9 +12,17 @@ from pipeline.config import ChartConfig
 from pipeline.discovery import RenderTarget
 from pipeline.model import Arg, Finding, Ref, Root, Status, Step, out, src
 
-_LINT_LINE = re.compile(r"^\s*\[(?P<level>ERROR|WARNING)\]\s+(?P<where>[^:]+):\s*(?P<message>.*)$")
+# `where` starts at a non-space so that the spaces before it are matched one way only: with
+# `\s+[^:]+` a line of many spaces and no colon took time quadratic in its length.
+_LINT_LINE = re.compile(
+    r"^\s*\[(?P<level>ERROR|WARNING)\]\s+(?P<where>[^:\s][^:]*):\s*(?P<message>.*)$"
+)
 _ERROR_LINE = re.compile(r"^Error:\s*(?P<message>.*)$")
-_FILE_AT = re.compile(r"(?P<file>[\w./-]+\.(?:ya?ml|tpl|txt|json)):(?P<line>\d+)")
+# Bounded on purpose: an unbounded file part makes a search over a long token quadratic (a
+# 200 kB line of helm output would take minutes), and int() refuses 4300 digits.
+_FILE_AT = re.compile(
+    r"(?P<file>[\w./-]{1,255}\.(?:ya?ml|tpl|txt|json)):(?P<line>[0-9]{1,9})(?![0-9])"
+)
 
 
 def _values_args(target: RenderTarget) -> tuple[Arg, ...]:
@@ -264,5 +272,7 @@ def source_paths(output: str, copy: Ref, chart: ChartConfig) -> str:
     """
     if copy.root is not Root.OUT:
         return output
-    at_copy = re.compile(r"[^\s\"'`(]*/" + re.escape(copy.path) + r"(?![\w.-])")
+    # The lookbehind starts a match at a token's start only; without it every position of a
+    # long token is tried in turn, quadratic in its length (10 s for a 40 kB token).
+    at_copy = re.compile(r"(?<![^\s\"'`(])[^\s\"'`(]*/" + re.escape(copy.path) + r"(?![\w.-])")
     return at_copy.sub(chart.path, output)

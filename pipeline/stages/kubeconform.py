@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from pipeline.model import Arg, Finding, Ref, Status, Step
+from pipeline.stages import tool_output
 
 STATUS = {
     "statusValid": Status.PASSED,
@@ -57,18 +57,23 @@ class OutputError(ValueError):
     pass
 
 
+_SHAPE = tool_output.Shape("kubeconform", OutputError)
+
+
 def parse(stdout: str, ignore_missing: Collection[str]) -> list[Verdict]:
-    """Resources from kubeconform's JSON; a missing schema counts as a failure unless ignored."""
-    try:
-        document = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"kubeconform printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    """Resources from kubeconform's JSON; a missing schema counts as a failure unless ignored.
+
+    Output of any other shape (not JSON, a list where an object belongs, a number for a
+    name) is an OutputError naming what differs.
+    """
+    document = _SHAPE.mapping(tool_output.load(stdout, "kubeconform", OutputError), "the output")
     verdicts: list[Verdict] = []
-    for resource in document.get("resources") or []:
-        status = STATUS.get(resource.get("status", ""), Status.ERROR)
-        message = resource.get("msg", "")
-        errors = resource.get("validationErrors") or []
-        kind = resource.get("kind", "")
+    for index, entry in enumerate(_SHAPE.items(document.get("resources"), "resources")):
+        where = f"resources[{index}]"
+        resource = _SHAPE.mapping(entry, where)
+        status = STATUS.get(_SHAPE.text(resource, "status", where), Status.ERROR)
+        message = _SHAPE.text(resource, "msg", where)
+        kind = _SHAPE.text(resource, "kind", where)
         if status is Status.FAILED and MISSING_SCHEMA in message and kind in ignore_missing:
             status = Status.SKIPPED
             message = f"no schema for {kind}; ignored by kubeconform.ignore_missing_schemas"
@@ -79,15 +84,24 @@ def parse(stdout: str, ignore_missing: Collection[str]) -> list[Verdict]:
             )
         verdicts.append(
             Verdict(
-                filename=resource.get("filename", ""),
+                filename=_SHAPE.text(resource, "filename", where),
                 kind=kind,
-                name=resource.get("name", ""),
+                name=_SHAPE.text(resource, "name", where),
                 status=status,
                 message=message,
-                paths=tuple(f"{e.get('path', '')}: {e.get('msg', '')}" for e in errors),
+                paths=_validation_errors(resource.get("validationErrors"), where),
             )
         )
     return verdicts
+
+
+def _validation_errors(errors: object, where: str) -> tuple[str, ...]:
+    paths: list[str] = []
+    for index, entry in enumerate(_SHAPE.items(errors, f"{where}.validationErrors")):
+        at = f"{where}.validationErrors[{index}]"
+        error = _SHAPE.mapping(entry, at)
+        paths.append(f"{_SHAPE.text(error, 'path', at)}: {_SHAPE.text(error, 'msg', at)}")
+    return tuple(paths)
 
 
 _AT = re.compile(r"at '(?P<path>[^']*)': (?P<problem>.+?)(?= - at '|$)")

@@ -5,14 +5,16 @@ Running from the project directory makes ruff honour that project's configuratio
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path, PurePosixPath
 
 from pipeline.model import Finding, Status, Step, src
-from pipeline.stages import python_env
+from pipeline.stages import python_env, tool_output
 
-_DIFF_FILE = re.compile(r"^--- (?P<file>\S+)\n\+\+\+ \S+\n@@ -(?P<line>\d+)", re.MULTILINE)
+# A line number of more digits than any file has is not one (and int() refuses 4300 digits).
+_DIFF_FILE = re.compile(
+    r"^--- (?P<file>\S+)\n\+\+\+ \S+\n@@ -(?P<line>[0-9]{1,9})(?![0-9])", re.MULTILINE
+)
 
 
 def check_step(source: Path, project: str) -> Step:
@@ -55,25 +57,33 @@ def _relative(project: str, filename: str) -> str:
     return str(PurePosixPath(project) / path) if project not in {"", "."} else str(path)
 
 
+_SHAPE = tool_output.Shape("ruff", OutputError)
+
+
 def check_findings(project: str, stdout: str, root: str = "") -> list[Finding]:
-    try:
-        items = json.loads(stdout or "[]")
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"ruff printed no JSON ({exc.msg}): {stdout[:200]!r}") from None
+    """ruff's JSON findings; output of any other shape is an OutputError naming what differs."""
+    items = _SHAPE.items(tool_output.load(stdout or "[]", "ruff", OutputError), "the output")
     findings: list[Finding] = []
-    for item in items:
-        filename = item.get("filename", "")
+    for index, entry in enumerate(items):
+        where = f"[{index}]"
+        item = _SHAPE.mapping(entry, where)
+        filename = _SHAPE.text(item, "filename", where)
         if root and filename.startswith(root):
             filename = filename[len(root) :].lstrip("/")
         else:
             filename = _relative(project, filename)
+        location = item.get("location")
+        at = f"{where}.location"
+        row = None
+        if location is not None:
+            row = _SHAPE.optional_integer(_SHAPE.mapping(location, at), "row", at)
         findings.append(
             Finding(
                 check="ruff",
-                message=item.get("message", ""),
+                message=_SHAPE.text(item, "message", where),
                 file=filename,
-                line=(item.get("location") or {}).get("row"),
-                rule=item.get("code") or "syntax-error",
+                line=row,
+                rule=_SHAPE.text(item, "code", where) or "syntax-error",
             )
         )
     return findings
