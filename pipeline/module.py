@@ -87,6 +87,9 @@ RELEASE_TAGGER = ("gitops-pipeline", "gitops-pipeline@users.noreply.github.com")
 # Secrets given to the module are looked up by this reference, never resolved from the host.
 GIT_TOKEN_REFERENCE = "env:GITOPS_PIPELINE_GIT_TOKEN"  # noqa: S105 - a lookup key
 AllowEmpty = Annotated[bool, Doc("pass when the repository has nothing to check")]
+Offline = Annotated[
+    bool, Doc("download nothing: chart dependencies must be vendored (default: from Chart.lock)")
+]
 GIT_SERVER_HOST = "git-server"
 ReleaseVersion = Annotated[str, Doc("release version written to .version and .image-tag")]
 
@@ -117,6 +120,7 @@ class Pipeline:
         release_version: str = "",
         python: list[str] | None = None,
         allow_empty: bool = False,
+        offline: bool = False,
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
         workdir = scratch_dir("gitops-pipeline-")
@@ -137,6 +141,7 @@ class Pipeline:
             release_version=release_version or None,
             python_versions=tuple(python or ()),
             allow_empty=allow_empty,
+            offline=offline,
         )
 
     async def _artifacts(self, checks: Collection[str], run: Run) -> dagger.Directory:
@@ -170,20 +175,26 @@ class Pipeline:
         return await self._artifacts(("render", "policy"), await self._checks_run(env, None, None))
 
     @function
-    async def validate(
+    async def validate(  # noqa: PLR0917 - Dagger functions take their arguments by name
         self,
         env: Environments = None,
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
         release_version: ReleaseVersion = "",
         allow_empty: AllowEmpty = False,
+        offline: Offline = False,
     ) -> dagger.Directory:
         """Lint, render every environment, kubeconform and policies; returns every report.
 
         The directory is returned even when a check fails; its summary.json says so.
         """
         run = await self._checks_run(
-            env, schema_location, crd_schemas, release_version, allow_empty=allow_empty
+            env,
+            schema_location,
+            crd_schemas,
+            release_version,
+            allow_empty=allow_empty,
+            offline=offline,
         )
         return await self._artifacts(ALL_CHECKS, run)
 
@@ -195,9 +206,12 @@ class Pipeline:
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
         allow_empty: AllowEmpty = False,
+        offline: Offline = False,
     ) -> str:
         """Like validate, but fails when any check fails; returns the Markdown summary."""
-        run = await self._checks_run(env, schema_location, crd_schemas, allow_empty=allow_empty)
+        run = await self._checks_run(
+            env, schema_location, crd_schemas, allow_empty=allow_empty, offline=offline
+        )
         outcome, out = await validate(run, ALL_CHECKS), run.out
         summary = (out / "summary.md").read_text(encoding="utf-8")
         if outcome.error is not None:
@@ -263,9 +277,12 @@ class Pipeline:
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
         allow_empty: AllowEmpty = False,
+        offline: Offline = False,
     ) -> dagger.Directory:
         """lint, typecheck, test and validate concurrently; one merged summary.md and junit.xml."""
-        run = await self._checks_run(env, schema_location, crd_schemas, allow_empty=allow_empty)
+        run = await self._checks_run(
+            env, schema_location, crd_schemas, allow_empty=allow_empty, offline=offline
+        )
         await run_ci(run)  # failures are in the returned summary.json, like validate's
         return artifacts_directory(run.out)
 

@@ -148,6 +148,7 @@ def test_arguments_and_defaults_are_registered(registration):
         "crd_schemas",
         "release_version",
         "allow_empty",
+        "offline",
     }
     assert validate["env"]["defaultValue"] == "null"
     assert validate["allow_empty"]["defaultValue"] == "false"
