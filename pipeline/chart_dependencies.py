@@ -29,7 +29,7 @@ import yaml
 
 from pipeline.config import ChartConfig
 from pipeline.discovery import RenderTarget
-from pipeline.manifests import load_yaml
+from pipeline.manifests import load_yaml, not_utf8
 from pipeline.model import Finding, Ref, Status, StepResult, out, src
 from pipeline.run import Run
 from pipeline.stages import helm
@@ -106,6 +106,8 @@ def _declared(chart: ChartConfig, chart_dir: Path) -> list[dict[str, Any]] | Cha
     """The dependencies Chart.yaml declares."""
     try:
         metadata = load_yaml((chart_dir / "Chart.yaml").read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        return _problem(chart, not_utf8("Chart.yaml", exc), chart.file("Chart.yaml"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
@@ -187,6 +189,8 @@ def _read_lock(chart: ChartConfig, path: Path) -> dict[str, Any] | ChartToRender
     lock_file = chart.file("Chart.lock")
     try:
         lock = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        return _problem(chart, not_utf8("Chart.lock", exc), lock_file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None

@@ -56,6 +56,7 @@ def discover_charts(config: Config) -> list[ChartConfig]:
             name = _dns_label(path.replace("/", "-"))
         charts.setdefault(name, ChartConfig(name=name, path=path, release=name, namespace=name))
     for chart in charts.values():
+        require_inside(config, chart.path, f"charts.{chart.name}.path")
         if not (config.source / chart.path / "Chart.yaml").is_file():
             raise ConfigError(
                 f"chart '{chart.name}' has no Chart.yaml",
@@ -120,6 +121,23 @@ def _dns_label(text: str) -> str:
     return label[:63].strip("-") or "chart"
 
 
+def require_inside(config: Config, relative: str, field: str) -> None:
+    """A path from configuration must stay in the repository, symbolic links resolved.
+
+    Argo CD's repo server refuses paths and links that leave the repository, so a render
+    that reads one here would pass CI and fail in the cluster.
+    """
+    source = config.source.resolve()
+    target = (config.source / relative).resolve()
+    if target != source and source not in target.parents:
+        raise ConfigError(
+            f"{relative!r} resolves outside the repository ({target}); Argo CD refuses such "
+            "paths: keep the file in the repository",
+            file=config.file or config.source,
+            field=field,
+        )
+
+
 def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for file in sorted(chart_dir.iterdir()):
@@ -149,8 +167,12 @@ def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[st
         files = list(base_files)
         if env in overlays:
             files.append(chart.file(overlays[env]))
+        for in_chart in files:  # a symbolic link in the chart may point anywhere
+            require_inside(config, in_chart, f"charts.{chart.name} ({in_chart})")
         declared = chart.environments.get(env)
         for value_file in declared.values if declared else ():
+            field = f"charts.{chart.name}.environments.{env}.values"
+            require_inside(config, value_file, field)
             if not (config.source / value_file).is_file():
                 raise ConfigError(
                     f"values file for chart '{chart.name}' environment '{env}' does not exist: "

@@ -76,3 +76,8 @@ def merged_values(documents: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for document in documents:
         merged = deep_merge(merged, document)
     return merged
+
+
+def not_utf8(name: str, error: UnicodeDecodeError) -> str:
+    """What to say about a file that is not UTF-8 (Helm and Argo CD read only UTF-8)."""
+    return f"{name} is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8"

@@ -95,6 +95,9 @@ def write_schema_bundle(
     root = out.absolute()
     _check_bundle_root(root)
     shipped_name = _shipped_dir_name(kubernetes_version)
+    _refuse_foreign_directories(
+        root, [f"v{kubernetes_version}-standalone{s}" for s in _STRICTNESS_SUFFIXES] + [_CRD_DIR]
+    )
     # Read and check every input before touching the bundle, so a bad input leaves it intact.
     # The CRDs shipped with the package come first; a repository's own schema for the same
     # kind and version replaces the shipped one.
@@ -109,6 +112,10 @@ def write_schema_bundle(
         raise ConfigError(
             f"cannot write the schema bundle: {error.strerror}", file=error.filename or root
         ) from error
+    (root / BUNDLE_MARKER).write_text(
+        "written by gitops-pipeline: its version and crds folders are replaced on a rewrite\n",
+        encoding="utf-8",
+    )
     return SchemaBundle(
         root=root,
         kubernetes_version=kubernetes_version,
@@ -181,6 +188,22 @@ def _shipped_dir_name(kubernetes_version: str) -> str:
             f"kubernetes-validate; supported minors: {', '.join(supported_kubernetes_versions())}"
         )
     return f"v{minor[0]}.{minor[1]}.0-local"
+
+
+BUNDLE_MARKER = ".gitops-pipeline-bundle"
+
+
+def _refuse_foreign_directories(root: Path, replaced: Sequence[str]) -> None:
+    """A rewrite replaces folders whole: only ever folders an earlier bundle of ours wrote."""
+    if (root / BUNDLE_MARKER).is_file():
+        return
+    foreign = [name for name in replaced if (root / name).exists()]
+    if foreign:
+        raise ConfigError(
+            f"already holds {', '.join(foreign)}, which gitops-pipeline did not write (no "
+            f"{BUNDLE_MARKER} here) and would replace: write the bundle to a new directory",
+            file=root,
+        )
 
 
 def _check_bundle_root(root: Path) -> None:

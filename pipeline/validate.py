@@ -28,7 +28,7 @@ from pipeline.chart_dependencies import ChartDependencies
 from pipeline.config import Waiver
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.manifests import Resource, load_yaml, merged_values, parse_resources
+from pipeline.manifests import Resource, load_yaml, merged_values, not_utf8, parse_resources
 from pipeline.model import (
     Arg,
     Finding,
@@ -264,6 +264,15 @@ def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
     for values in target.values:
         try:
             load_yaml((source / values).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            return Finding(
+                check="render",
+                message=not_utf8("values file", exc),
+                status=Status.ERROR,
+                file=values,
+                chart=target.chart.name,
+                environment=target.environment,
+            )
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             return Finding(
@@ -879,7 +888,7 @@ def _safe_image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
         return image_tags(
             run, [r for r in rendered if not any(f.status is Status.ERROR for f in r.render)]
         )
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
 
 

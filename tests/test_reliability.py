@@ -115,3 +115,52 @@ def test_a_configuration_error_replaces_the_last_verdict(tmp_path: Path) -> None
     assert summary["status"] == "error"
     assert "unknown key 'kubernets_version'" in summary["stopped"]
     assert "error" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (
+            "charts:\n  web:\n    environments:\n      prd:\n        values: [../outside.yaml]\n",
+            "charts.web.environments.prd.values",
+        ),
+        ("charts:\n  other:\n    path: ../elsewhere\n", "charts.other.path"),
+    ],
+)
+def test_paths_that_leave_the_repository_are_refused(
+    tmp_path: Path, config: str, field: str
+) -> None:
+    source = fixture_repo("ok", tmp_path / "repo")
+    (tmp_path / "repo" / "outside.yaml").write_text("replicas: 9\n", encoding="utf-8")
+    (tmp_path / "repo" / "elsewhere").mkdir()
+    (source / "pipeline.yaml").write_text(config, encoding="utf-8")
+    run = validate_repo(source, tmp_path / "out")
+    assert run.exit_code == 2, run.stdout + run.stderr
+    assert f"pipeline.yaml: {field}" in run.stderr
+    assert "resolves outside the repository" in run.stderr
+
+
+def test_a_linked_overlay_that_leaves_the_repository_is_refused(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path / "repo")
+    secret = tmp_path / "host-secrets.yaml"
+    secret.write_text("password: x\n", encoding="utf-8")
+    overlay = source / "charts" / "web" / "values-dev.yaml"
+    overlay.unlink()
+    overlay.symlink_to(secret)
+    run = validate_repo(source, tmp_path / "out")
+    assert run.exit_code == 2
+    assert "charts/web/values-dev.yaml' resolves outside the repository" in run.stderr
+
+
+@requires_tools("helm", "kubeconform", "conftest")
+def test_a_values_file_that_is_not_utf8_is_a_finding(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path)
+    values = source / "charts" / "web" / "values-dev.yaml"
+    values.write_bytes("replicas: 1\n# caf\u00e9\n".encode("utf-16"))
+    run = validate_repo(source, tmp_path / "out")
+    assert run.exit_code == 1
+    (problem,) = run.check_problems("render")
+    assert problem["file"] == "charts/web/values-dev.yaml"
+    assert "is not UTF-8 text" in problem["message"]
+    assert "Traceback" not in run.stderr
+    assert (tmp_path / "out" / "rendered" / "web" / "prd.yaml").is_file()  # the rest ran

@@ -484,3 +484,23 @@ def test_every_kind_schema_in_the_full_bundle_compiles(
         result for result in report["resources"] if result["status"] == "statusError"
     ]
     assert report["summary"]["valid"] + report["summary"]["invalid"] == len(documents)
+
+
+def test_a_directory_it_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    """`schemas --out schemas` beside committed CRD schemas: theirs stay, the run refuses."""
+    out = tmp_path / "schemas"
+    committed = out / "crds" / "acme.com" / "widget_v1.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text('{"type": "object"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"already holds crds, which gitops-pipeline did not"):
+        write_schema_bundle(out, K8S_VERSION, kinds={"pod-v1"})
+    assert committed.read_text(encoding="utf-8") == '{"type": "object"}'
+    assert not (out / f"v{K8S_VERSION}-standalone").exists()
+
+
+def test_its_own_bundle_is_rewritten(tmp_path: Path) -> None:
+    out = tmp_path / "schemas"
+    write_schema_bundle(out, K8S_VERSION, kinds={"pod-v1"})
+    write_schema_bundle(out, K8S_VERSION, kinds={"deployment"})
+    stems = {p.stem for p in (out / f"v{K8S_VERSION}-standalone").iterdir()}
+    assert stems == {"deployment-apps-v1"}
