@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import requires_tools
 
 from pipeline.errors import ConfigError
 from pipeline.schemas import (
@@ -18,6 +19,7 @@ from pipeline.schemas import (
     supported_kubernetes_versions,
     write_schema_bundle,
 )
+from pipeline.tools import require
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "schemas" / "crds"
@@ -504,3 +506,64 @@ def test_its_own_bundle_is_rewritten(tmp_path: Path) -> None:
     write_schema_bundle(out, K8S_VERSION, kinds={"deployment"})
     stems = {p.stem for p in (out / f"v{K8S_VERSION}-standalone").iterdir()}
     assert stems == {"deployment-apps-v1"}
+
+
+COMMON_CRDS = """\
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web-tls}
+spec: {secretName: web-tls, dnsNames: [web.example.com], issuerRef: {name: letsencrypt}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: db}
+spec:
+  secretStoreRef: {name: vault, kind: ClusterSecretStore}
+  data: [{secretKey: password, remoteRef: {key: db/password}}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: rules}
+spec: {groups: [{name: web, rules: [{alert: Down, expr: up == 0}]}]}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Experiment
+metadata: {name: exp}
+spec:
+  templates:
+    - name: baseline
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: web, image: "nginx:1.27"}]}
+"""
+
+
+@requires_tools("kubeconform")
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (None, 0),
+        (("dnsNames:", "dnsNamez:"), 1),
+        (("expr: up == 0", "exp: up == 0"), 1),
+    ],
+)
+def test_the_shipped_crds_validate_common_resources(
+    tmp_path: Path, broken: tuple[str, str] | None, expected: int
+) -> None:
+    bundle = write_schema_bundle(tmp_path / "bundle", K8S_VERSION, kinds={"pod-v1"})
+    manifest = tmp_path / "crs.yaml"
+    text = COMMON_CRDS if broken is None else COMMON_CRDS.replace(*broken)
+    manifest.write_text(text, encoding="utf-8")
+    locations = [
+        a for location in bundle.schema_locations() for a in ("-schema-location", location)
+    ]
+    done = subprocess.run(
+        [str(require("kubeconform")), "-strict", "-summary", *locations, str(manifest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == expected, done.stdout + done.stderr
+    assert f"Invalid: {expected}" in done.stdout
+    assert "Skipped: 0" in done.stdout
