@@ -381,6 +381,26 @@ _SCHEMA = _mapping(
 )
 
 
+# Deeper than any pipeline.yaml needs, and shallow enough for PyYAML's recursive composer.
+_MAX_FLOW_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing flow lists and mappings (`[`, `{`) nested past a bound.
+
+    For each token PyYAML's scanner looks over every open flow level, so a line of 5000 `[`
+    took a second and ten times as many would take minutes before composing failed.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= _MAX_FLOW_DEPTH:
+            raise yaml.scanner.ScannerError(
+                problem=f"lists or mappings nested more than {_MAX_FLOW_DEPTH} levels deep",
+                problem_mark=self.get_mark(),
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
+
 def load_config(source: Path) -> Config:
     """Read `pipeline.yaml` under `source` if present; defaults otherwise.
 
@@ -395,7 +415,7 @@ def load_config(source: Path) -> Config:
     path = Path(CONFIG_FILE)
     text = _read_utf8(source / CONFIG_FILE, path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
@@ -404,11 +424,12 @@ def load_config(source: Path) -> Config:
     except yaml.reader.ReaderError as exc:
         # A character YAML does not allow anywhere (NUL, most control characters).
         line = text.count("\n", 0, exc.position) + 1
-        # NUL bytes in text that decoded as UTF-8 are most often UTF-16 without a byte order mark.
-        hint = "; is the file UTF-16? save it as UTF-8" if exc.character == "\x00" else ""
+        code = exc.character  # the code point, for text input
+        what = f"character U+{code:04X}" if isinstance(code, int) else "a character"
+        # A NUL in text that decoded as UTF-8 is most often UTF-16 without a byte order mark.
+        hint = "; is the file UTF-16? save it as UTF-8" if code == 0 else ""
         raise ConfigError(
-            f"invalid YAML: character U+{ord(exc.character):04X} is not allowed "
-            f"({exc.reason}){hint}",
+            f"invalid YAML: {what} is not allowed ({exc.reason}){hint}",
             file=path,
             line=line,
         ) from None

@@ -460,7 +460,8 @@ async def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]
             )
         )
         if not built.ok:
-            raise ConfigError(f"the offline schema bundle could not be written: {built.stderr}")
+            detail = killed_by_signal(built) or built.stderr
+            raise ConfigError(f"the offline schema bundle could not be written: {detail}")
         locations += [out(SCHEMA_CACHE), out(f"{SCHEMA_CACHE}/{CRD_TEMPLATE}")]
     return locations
 
