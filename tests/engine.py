@@ -20,27 +20,19 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
-import pytest
 import yaml
 from conftest import REPO_ROOT
+from services import env_file_values, unavailable
 
 ENGINE_ENV = REPO_ROOT / ".tools" / "engine.env"
-REQUIRE_ALL = "GITOPS_PIPELINE_REQUIRE_ALL"
+ENGINE_SCRIPT = "ci/engine.sh"
 # The module's own files: what dagger.json's include keeps, read from git so a stray local
 # file cannot make the copy differ from a clone.
 MODULE_FILES = ("dagger.json", "pyproject.toml", "README.md", "uv.lock", "LICENSE")
 MODULE_DIRS = ("pipeline",)
 BASE_IMAGE_LINE = re.compile(r'^base-image = "[^"]*"$', re.MULTILINE)
 CALL_TIMEOUT = 900
-
-
-def unavailable(reason: str) -> NoReturn:
-    reason = f"{reason}; run `bash ci/engine.sh`"
-    if os.environ.get(REQUIRE_ALL) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ALL}=1 turns this skip into a failure)", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -105,26 +97,15 @@ class Engine:
         config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
-def _values() -> dict[str, str]:
-    values: dict[str, str] = {}
-    if ENGINE_ENV.is_file():
-        for line in ENGINE_ENV.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip().strip("'\"")
-    values.update({k: v for k, v in os.environ.items() if k.startswith("GITOPS_TEST_ENGINE")})
-    return values
-
-
 def find_engine() -> Engine:
-    values = _values()
+    values = env_file_values(ENGINE_ENV, "GITOPS_TEST_ENGINE")
     if values.get("GITOPS_TEST_ENGINE") != "1":
-        unavailable(f"no local Dagger engine ({ENGINE_ENV} not found)")
+        unavailable(f"no local Dagger engine ({ENGINE_ENV} not found)", ENGINE_SCRIPT)
     env = dict(os.environ)
     for key, value in values.items():
         env[key] = os.path.expandvars(value) if key == "PATH" else value
     if shutil.which("dagger", path=env.get("PATH")) is None:
-        unavailable("the dagger CLI is not on the engine's PATH")
+        unavailable("the dagger CLI is not on the engine's PATH", ENGINE_SCRIPT)
     probe = subprocess.run(
         ["dagger", "core", "version"],
         env=env,
@@ -134,7 +115,10 @@ def find_engine() -> Engine:
         check=False,
     )
     if probe.returncode != 0:
-        unavailable(f"the local Dagger engine does not answer: {probe.stderr.strip()[-300:]}")
+        unavailable(
+            f"the local Dagger engine does not answer: {probe.stderr.strip()[-300:]}",
+            ENGINE_SCRIPT,
+        )
     images = dict(pair.split("=", 1) for pair in values["GITOPS_TEST_TOOL_IMAGES"].split())
     return Engine(env, values["GITOPS_TEST_MODULE_BASE_IMAGE"], images)
 

@@ -52,23 +52,29 @@ class Services:
         return self.auth_password_file.read_text(encoding="utf-8").rstrip("\n")
 
 
-def unavailable(reason: str) -> NoReturn:
-    reason = f"{reason}; run `bash ci/services.sh`"
+def unavailable(reason: str, script: str = "ci/services.sh") -> NoReturn:
+    """Skip, naming the script that starts what is missing; in CI, fail instead."""
+    reason = f"{reason}; run `bash {script}`"
     if os.environ.get(REQUIRE_ALL) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ALL}=1 turns this skip into a failure)", pytrace=False)
     pytest.skip(reason)
 
 
-def _service_values() -> dict[str, str]:
+def env_file_values(path: Path, prefix: str) -> dict[str, str]:
+    """`KEY=value` lines of a file a setup script wrote; the environment's `prefix*` wins."""
     values: dict[str, str] = {}
-    if SERVICES_ENV.is_file():
-        for line in SERVICES_ENV.read_text(encoding="utf-8").splitlines():
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
             key, sep, value = line.partition("=")
             if sep and not key.startswith("#"):
                 values[key.strip()] = value.strip()
     # The environment wins, so CI can point the tests at services of its own.
-    values.update({k: v for k, v in os.environ.items() if k.startswith("GITOPS_TEST_")})
+    values.update({k: v for k, v in os.environ.items() if k.startswith(prefix)})
     return values
+
+
+def _service_values() -> dict[str, str]:
+    return env_file_values(SERVICES_ENV, "GITOPS_TEST_")
 
 
 def _registry_answers(registry: str) -> bool:
