@@ -46,6 +46,15 @@ if [[ ! -f "$state/htpasswd" ]]; then
 fi
 start_registry open 5000
 start_registry auth 5001 "$state/htpasswd"
+# A registry already running there may come from another checkout, with another password:
+# the tests would then fail with 401s that say nothing about why.
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "ci:$(cat "$state/registry-password")" \
+  "http://127.0.0.1:5001/v2/" || true)
+if [[ "$code" != 200 ]]; then
+  echo "services: the registry on 127.0.0.1:5001 refuses this checkout's credentials" \
+    "($state/htpasswd); it was started by another checkout: stop it and run again" >&2
+  exit 3
+fi
 
 # A base image for test builds: busybox in an otherwise empty root filesystem.
 if ! docker image inspect gitops-pipeline-test-base:1 >/dev/null 2>&1; then

@@ -661,7 +661,7 @@ def test_release_claims_the_tag_and_publishes_and_a_rerun_changes_nothing(
     digest = registry_digests(image, ["1.0.1"])["1.0.1"]
 
     # A rerun, as CI reruns it: a fresh checkout has the remote's tags, v1.0.1 among them.
-    git(history, "fetch", "-q", "--tags", f"git://127.0.0.1:{port}/remote.git")
+    git(history, "fetch", "-q", f"git://127.0.0.1:{port}/remote.git", "refs/tags/*:refs/tags/*")
     again = history.parent / "again"
     engine.call(module, *release, "export", "--path", str(again), source=history, env=env).check()
     assert (again / ".version").read_text(encoding="utf-8").strip() == "1.0.1"
