@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +120,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
+
+
+# Every process the suite starts inherits this marker; none may outlive the suite.
+RUN_MARKER = "GITOPS_PIPELINE_TEST_RUN"
+os.environ.setdefault(RUN_MARKER, f"{os.getpid()}-{time.time_ns()}")
+
+
+def processes_left_behind() -> list[str]:
+    """`pid: command` of live processes, other than this one, that carry this run's marker."""
+    marker = f"{RUN_MARKER}={os.environ[RUN_MARKER]}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if state != "Z":
+            found.append(f"{entry.name}: {command.strip()}")
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test run leaves a process behind: a tool, a server or a child of either."""
+    del exitstatus
+    if not Path("/proc").is_dir():
+        return
+    deadline = time.monotonic() + 10  # processes a test just stopped may still be exiting
+    left = processes_left_behind()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = processes_left_behind()
+    if left:
+        sys.stderr.write("\nprocesses left behind by the test run:\n  " + "\n  ".join(left) + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

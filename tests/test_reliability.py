@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, fixture_repo, requires_tools
+from conftest import REPO_ROOT, fixture_repo, processes_left_behind, requires_tools
 from test_validate import validate_repo
 
 HANGING_PROJECT = {
@@ -164,3 +164,14 @@ def test_a_values_file_that_is_not_utf8_is_a_finding(tmp_path: Path) -> None:
     assert "is not UTF-8 text" in problem["message"]
     assert "Traceback" not in run.stderr
     assert (tmp_path / "out" / "rendered" / "web" / "prd.yaml").is_file()  # the rest ran
+
+
+def test_the_left_behind_check_sees_a_stray_process() -> None:
+    """The suite's final check (conftest.pytest_sessionfinish) finds what a test forgot."""
+    stray = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        assert any(line.startswith(f"{stray.pid}: sleep 60") for line in processes_left_behind())
+    finally:
+        stray.kill()
+        stray.wait()
+    assert not any(line.startswith(f"{stray.pid}:") for line in processes_left_behind())
