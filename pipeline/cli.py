@@ -461,6 +461,16 @@ async def schemas_verb(args: argparse.Namespace, run: Run) -> Status:
 # --- wiring ------------------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--source", type=Path, default=Path(), help="repository root (default .)")
@@ -487,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--dry-run", action="store_true", help="print the steps instead of running them"
     )
+    common.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop any step that runs longer (default: pipeline.yaml `timeouts`, else 600)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     parser = argparse.ArgumentParser(
         prog="gitops-pipeline",
@@ -511,7 +527,10 @@ async def open_runner(
         yield recorder, recorder
         return
     if args.runner == "local":
-        yield LocalRunner(source=source, out=out_dir), None
+        limits = dict(config.timeouts)
+        if args.timeout is not None:
+            limits = {"default": args.timeout}  # the flag is the last word, for every step
+        yield LocalRunner(source=source, out=out_dir, timeouts=limits), None
         return
     import dagger  # noqa: PLC0415
 

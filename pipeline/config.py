@@ -129,6 +129,8 @@ class Config:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     tools: Mapping[str, ToolConfig] = field(default_factory=dict)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    # Seconds a step may run, per tool ("default" for the rest); the step is then stopped.
+    timeouts: Mapping[str, float] = field(default_factory=dict)
 
     def tool_images(self) -> dict[str, str]:
         """Each pinned tool's container image, with this repository's overrides applied."""
@@ -331,6 +333,18 @@ def _waiver(node: yaml.Node, dotted: str, ctx: Context) -> Waiver:
     )
 
 
+def _timeout_key(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    return value if value == "default" else _tool_name(node, dotted, ctx)
+
+
+def _positive(node: yaml.Node, dotted: str, ctx: Context) -> float:
+    value = float(NUMBER(node, dotted, ctx))
+    if value <= 0:
+        raise ctx.error(node, dotted, f"expected a number of seconds above 0, got {value:g}")
+    return value
+
+
 def _tool_name(node: yaml.Node, dotted: str, ctx: Context) -> str:
     value = str(STR(node, dotted, ctx))
     if value not in TOOLS:
@@ -377,6 +391,7 @@ _SCHEMA = _mapping(
         ),
         "tools": _dict_of(_tool_name, _mapping({"image": _image})),
         "discovery": _mapping({"paths": STRINGS, "ignore": STRINGS}),
+        "timeouts": _dict_of(_timeout_key, _positive),
     }
 )
 
@@ -494,4 +509,5 @@ def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
         release=ReleaseConfig(**raw.get("release", {})),
         tools={name: ToolConfig(**spec) for name, spec in raw.get("tools", {}).items()},
         discovery=DiscoveryConfig(**raw.get("discovery", {})),
+        timeouts=raw.get("timeouts", {}),
     )

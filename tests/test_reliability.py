@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, fixture_repo, processes_left_behind, requires_tools
-from test_validate import validate_repo
+from test_validate import run_cli, validate_repo
 
 HANGING_PROJECT = {
     "pyproject.toml": (
@@ -175,3 +175,52 @@ def test_the_left_behind_check_sees_a_stray_process() -> None:
         stray.kill()
         stray.wait()
     assert not any(line.startswith(f"{stray.pid}:") for line in processes_left_behind())
+
+
+def hanging_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    for name, text in HANGING_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text, encoding="utf-8")
+    return project
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "limit"),
+    [
+        ("timeouts:\n  pytest: 2\n", (), "2s"),
+        ("timeouts:\n  default: 300\n", ("--timeout", "1.5"), "1.5s"),
+    ],
+)
+def test_a_step_over_its_time_limit_is_stopped_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, flags: tuple[str, ...], limit: str
+) -> None:
+    project = hanging_project(tmp_path)
+    (project / "pipeline.yaml").write_text(config, encoding="utf-8")
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("HANG_MARKER", str(marker))
+    started = time.monotonic()
+    code, _, _ = run_cli("test", "--source", str(project), "--out", str(tmp_path / "out"), *flags)
+    assert time.monotonic() - started < 60
+    assert code == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    (stage,) = summary["stages"]
+    assert stage["status"] in {"failed", "error"}
+    assert any(f"timed out after {limit}" in f["message"] for f in stage["findings"]), stage
+    for pid in (int(p) for p in marker.read_text().split()):
+        assert not alive(pid)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("timeouts:\n  helmm: 3\n", "unknown tool 'helmm'; did you mean 'helm'?"),
+        ("timeouts:\n  helm: 0\n", "expected a number of seconds above 0"),
+    ],
+)
+def test_a_wrong_time_limit_is_a_config_error(tmp_path: Path, config: str, message: str) -> None:
+    source = fixture_repo("ok", tmp_path)
+    (source / "pipeline.yaml").write_text(config, encoding="utf-8")
+    run = validate_repo(source, tmp_path / "out")
+    assert run.exit_code == 2
+    assert message in run.stderr

@@ -6,8 +6,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -28,6 +28,11 @@ class LocalRunner:
 
     source: Path
     out: Path
+    # Seconds per tool, "default" for the others (pipeline.yaml `timeouts`, --timeout).
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+
+    def time_limit(self, step: Step) -> float:
+        return self.timeouts.get(step.tool, self.timeouts.get("default", step.timeout))
 
     def resolve(self, ref: Ref) -> Path:
         base = {Root.SOURCE: self.source, Root.OUT: self.out, Root.PACKAGE: PACKAGE_ROOT}
@@ -51,7 +56,7 @@ class LocalRunner:
             secret_input = _read_secret(step.stdin_secret)
             redact.append(secret_input)
             stdin = secret_input.encode()
-        exit_code, stdout, stderr = await _spawn(argv, cwd, env, stdin, step.timeout)
+        exit_code, stdout, stderr = await _spawn(argv, cwd, env, stdin, self.time_limit(step))
         return StepResult(
             step=step,
             exit_code=exit_code,
