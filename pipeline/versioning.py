@@ -94,6 +94,28 @@ class GitError(PipelineError):
         super().__init__(f"git {argv}: {detail}")
 
 
+class NotARepositoryError(GitError):
+    """The source is not a git repository: there is no history to version (exit 2)."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        PipelineError.__init__(
+            self,
+            "the source is not a git repository: versions come from its history; run this in "
+            "a clone (or point --source at one)",
+        )
+
+
+class NoCommitsError(GitError):
+    """A repository without a commit has nothing to version (exit 2)."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        PipelineError.__init__(
+            self, "the repository has no commits yet: commit, then ask for a version"
+        )
+
+
 class TagConflictError(PipelineError):
     """The next final version is already tagged on a commit that HEAD does not contain."""
 
@@ -406,6 +428,7 @@ class Decision:
     current_tag: str | None = None
     next_tag: str | None = None
     head: str | None = None  # the commit the next tag goes on, when decided from git
+    ignored_tags: tuple[str, ...] = ()  # tags that are not versions under the tag format
 
     @property
     def released(self) -> bool:
@@ -540,9 +563,20 @@ async def decide(runner: Runner, *, config: ReleaseConfig, prerelease: str | Non
     """
     tag_pattern(config.tag_format)  # a bad format fails before any git runs
     _check_prerelease_token(prerelease)
-    if await _git(runner, git.is_shallow_step(), git.parse_is_shallow):
+    try:
+        shallow = await _git(runner, git.is_shallow_step(), git.parse_is_shallow)
+    except GitError as error:
+        if "not a git repository" in str(error):
+            raise NotARepositoryError(error.step) from None
+        raise
+    if shallow:
         raise ShallowCloneError
-    head = await _git(runner, git.head_step(), git.parse_head)
+    try:
+        head = await _git(runner, git.head_step(), git.parse_head)
+    except GitError as error:
+        if "Needed a single revision" in str(error) or "unknown revision" in str(error):
+            raise NoCommitsError(error.step) from None
+        raise
     ancestors = await _git(runner, git.tags_step(merged_into="HEAD"), git.parse_tags)
     every_tag = await _git(runner, git.tags_step(merged_into=None), git.parse_tags)
     current = current_release(
@@ -559,7 +593,13 @@ async def decide(runner: Runner, *, config: ReleaseConfig, prerelease: str | Non
         existing_tags=[tag.name for tag in every_tag],
         tag_format=config.tag_format,
     )
-    return replace(decision, head=head, current_tag=current.name if current is not None else None)
+    ignored = sorted(t.name for t in every_tag if parse_tag(config.tag_format, t.name) is None)
+    return replace(
+        decision,
+        head=head,
+        current_tag=current.name if current is not None else None,
+        ignored_tags=tuple(ignored),
+    )
 
 
 def decision_json(decision: Decision) -> dict[str, object]:
@@ -584,4 +624,5 @@ def decision_json(decision: Decision) -> dict[str, object]:
         "unparsed": [
             {"sha": e.sha, "subject": e.subject, "reason": e.reason} for e in decision.unparsed
         ],
+        "ignored_tags": list(decision.ignored_tags),
     }

@@ -436,7 +436,8 @@ async def test_a_repository_without_commits(repo: Repo) -> None:
     with pytest.raises(GitError) as caught:
         await decide_in(repo)
 
-    assert "rev-parse --verify HEAD" in str(caught.value)
+    assert "the repository has no commits yet" in str(caught.value)
+    assert caught.value.exit_code == 2
 
 
 # --- the parsers on their own -------------------------------------------------------------

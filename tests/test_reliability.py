@@ -224,3 +224,30 @@ def test_a_wrong_time_limit_is_a_config_error(tmp_path: Path, config: str, messa
     run = validate_repo(source, tmp_path / "out")
     assert run.exit_code == 2
     assert message in run.stderr
+
+
+def test_version_outside_a_repository_or_before_a_commit_says_so(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code, _, stderr = run_cli("version", "--source", str(plain))
+    assert code == 2
+    assert "the source is not a git repository" in stderr
+    subprocess.run(["git", "init", "-q", str(plain)], check=True)
+    code, _, stderr = run_cli("version", "--source", str(plain))
+    assert code == 2
+    assert "the repository has no commits yet" in stderr
+
+
+def test_tags_that_are_not_versions_are_listed_as_ignored(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "feat: first"], check=True)
+    for tag in ("v1.0.0", "deploy-2026-11-27", "latest"):
+        subprocess.run([*git, "tag", tag], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "fix: second"], check=True)
+    code, stdout, _ = run_cli("version", "--json", "--source", str(repo))
+    assert code == 0
+    decided = json.loads(stdout)
+    assert decided["next"] == "1.0.1"
+    assert decided["ignored_tags"] == ["deploy-2026-11-27", "latest"]

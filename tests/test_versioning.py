@@ -757,7 +757,7 @@ async def test_decide_stops_at_a_shallow_clone() -> None:
 
 @pytest.mark.anyio
 async def test_decide_reports_a_failing_git_command() -> None:
-    failure = Reply(exit_code=128, stderr="fatal: Needed a single revision\n")
+    failure = Reply(exit_code=128, stderr="fatal: bad object HEAD\n")
     runner = scripted(normal_answers(**{"git-head": failure}))
 
     with pytest.raises(GitError) as caught:
@@ -766,7 +766,7 @@ async def test_decide_reports_a_failing_git_command() -> None:
     assert isinstance(caught.value, PipelineError)
     assert caught.value.exit_code == 2
     assert "rev-parse --verify HEAD" in str(caught.value)
-    assert "Needed a single revision" in str(caught.value)
+    assert "bad object HEAD" in str(caught.value)
 
 
 @pytest.mark.anyio
