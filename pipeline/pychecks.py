@@ -30,6 +30,7 @@ def python_projects(run: Run) -> list[str]:
     paths = list(run.config.python.paths)
     if not paths:
         if (run.source / "pyproject.toml").is_file():
+            _check_pyproject(run.source / "pyproject.toml")
             return ["."]
         raise NoPythonProjectError(
             "no Python project found: the source has no pyproject.toml and python.paths "
@@ -43,7 +44,22 @@ def python_projects(run: Run) -> list[str]:
                 file=run.config.file or run.source,
                 field=f"python.paths ({path})",
             )
+    for path in paths:
+        _check_pyproject(run.source / path / "pyproject.toml")
     return paths
+
+
+def _check_pyproject(pyproject: Path) -> None:
+    """A broken pyproject.toml is the project's configuration error (exit 2) in every stage,
+    not whatever each tool makes of it."""
+    if not pyproject.is_file():
+        return
+    try:
+        tomllib.loads(pyproject.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"is not UTF-8 text (byte {exc.start})", file=pyproject) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=pyproject) from None
 
 
 def mypy_targets(run: Run, project: str) -> tuple[str, ...]:

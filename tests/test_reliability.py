@@ -251,3 +251,16 @@ def test_tags_that_are_not_versions_are_listed_as_ignored(tmp_path: Path) -> Non
     decided = json.loads(stdout)
     assert decided["next"] == "1.0.1"
     assert decided["ignored_tags"] == ["deploy-2026-11-27", "latest"]
+
+
+@pytest.mark.parametrize("verb", ["lint", "typecheck", "test"])
+def test_an_invalid_pyproject_is_a_config_error_in_every_python_stage(
+    tmp_path: Path, verb: str
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project\nname = "x"\n', encoding="utf-8")
+    code, _, stderr = run_cli(verb, "--source", str(project), "--out", str(tmp_path / "out"))
+    assert code == 2, stderr
+    assert "pyproject.toml: invalid TOML" in stderr
+    assert "Traceback" not in stderr
