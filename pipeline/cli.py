@@ -32,7 +32,7 @@ from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
 from pipeline.run import Run, default_cache_dir, first_leaf
 from pipeline.runners import Runner
-from pipeline.runners.local import LocalRunner
+from pipeline.runners.local import LocalRunner, check_secret
 from pipeline.runners.recording import RecordingRunner, describe
 
 if TYPE_CHECKING:
@@ -382,6 +382,11 @@ def release_options(args: argparse.Namespace, run: Run) -> ReleaseOptions:
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--build-arg")
         build_args.append((key, value))
+    if isinstance(run.runner, LocalRunner):
+        # Resolved before anything is built or tagged, never after the claim on a version.
+        for reference in (args.registry_password, getattr(args, "git_token", None)):
+            if reference is not None:
+                check_secret(reference)
     return ReleaseOptions(
         image=image,
         dockerfile=args.dockerfile or run.config.image.dockerfile,

@@ -33,6 +33,7 @@ from pipeline.policy import catalog_text
 from pipeline.pychecks import mypy_targets, python_projects, write_stage_reports
 from pipeline.release import (
     ReleaseOptions,
+    check_build_inputs,
     image_labels,
     publish_current,
     release,
@@ -359,6 +360,7 @@ class Pipeline:
         run, runner = await self._release_run(git_dir)
         options = self._release_options(run.config, image, "")
         publish.check_image_name(options.image)
+        check_build_inputs(run.config, options)
         version, head = await version_and_head(run, options)
         images = DaggerImages(runner.source, options, platforms=platform or ())
         return images.containers(await image_labels(run, options, version, head))[0]

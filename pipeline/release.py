@@ -23,6 +23,8 @@ from typing import Protocol, TypeVar
 
 from pipeline import publish, reports
 from pipeline.changelog import changelog_markdown
+from pipeline.config import Config
+from pipeline.discovery import require_inside
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.model import SecretRef, Step, StepResult, killed_by_signal, out
 from pipeline.run import Run
@@ -140,6 +142,24 @@ async def _parsed(run: Run, step: Step, parse: Callable[[str], Parsed]) -> Parse
         raise GitError(step, f"unexpected output: {exc}") from None
 
 
+def check_build_inputs(config: Config, options: ReleaseOptions) -> None:
+    """Before anything is built or claimed: the Dockerfile and context exist in the repository."""
+    require_inside(config, options.dockerfile, "image.dockerfile")
+    require_inside(config, options.context, "image.context")
+    if not (config.source / options.dockerfile).is_file():
+        raise ConfigError(
+            f"no Dockerfile at {options.dockerfile}",
+            file=config.file or config.source,
+            field="image.dockerfile (or --dockerfile)",
+        )
+    if not (config.source / options.context).is_dir():
+        raise ConfigError(
+            f"no build context directory at {options.context}",
+            file=config.file or config.source,
+            field="image.context (or --context)",
+        )
+
+
 async def release(
     run: Run, options: ReleaseOptions, images: ImageBackend | None = None
 ) -> ReleaseOutcome:
@@ -152,6 +172,7 @@ async def release(
 
 async def _release(run: Run, options: ReleaseOptions, images: ImageBackend) -> ReleaseOutcome:
     publish.check_image_name(options.image)
+    check_build_inputs(run.config, options)
     decision, head = await _decision_and_head(run, options)
     republish = decision.next is None and await _tagged_at_head(run, decision, head)
     if decision.next is None and not republish:
@@ -288,6 +309,7 @@ async def build_current(
 ) -> tuple[str, str, str]:
     """Build the image of the version the history gives: (built reference, version, head)."""
     publish.check_image_name(options.image)
+    check_build_inputs(run.config, options)
     version, head = await version_and_head(run, options)
     built = await images.build(
         labels=await image_labels(run, options, version, head), revision=head

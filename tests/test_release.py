@@ -454,7 +454,8 @@ def test_version_prereleases_count_up(repo: Repo, capsys: pytest.CaptureFixture[
 def test_a_shallow_clone_is_an_environment_error_with_the_fix(
     repo: Repo, capsys: pytest.CaptureFixture[str], verb: str
 ) -> None:
-    repo.commit("feat: first feature")
+    (repo.path / "app").mkdir()  # a release checks its Dockerfile before anything else
+    repo.commit("feat: first feature", {"app/Dockerfile": "FROM scratch\n"})
     repo.tag("v1.0.0")
     repo.commit("fix: one")
     repo.commit("fix: two")

@@ -264,3 +264,47 @@ def test_an_invalid_pyproject_is_a_config_error_in_every_python_stage(
     assert code == 2, stderr
     assert "pyproject.toml: invalid TOML" in stderr
     assert "Traceback" not in stderr
+
+
+def released_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "app").mkdir()
+    (repo / "app" / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "feat: first"], check=True)
+    return repo
+
+
+def test_a_missing_dockerfile_is_a_config_error_before_anything_runs(tmp_path: Path) -> None:
+    repo = released_repo(tmp_path)
+    code, _, stderr = run_cli(
+        "build", "--source", str(repo), "--image", "registry.test/acme/x", "--dockerfile", "nope"
+    )
+    assert code == 2
+    assert "image.dockerfile (or --dockerfile): no Dockerfile at nope" in stderr
+
+
+def test_secret_references_are_resolved_before_the_release_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = released_repo(tmp_path)
+    monkeypatch.delenv("GITOPS_TEST_UNSET_TOKEN", raising=False)
+    code, _, stderr = run_cli(
+        "release",
+        "--source",
+        str(repo),
+        "--out",
+        str(tmp_path / "out"),
+        "--image",
+        "registry.test/acme/x",
+        "--registry-password",
+        "env:GITOPS_TEST_UNSET_TOKEN",
+    )
+    assert code == 2
+    assert "environment variable GITOPS_TEST_UNSET_TOKEN is not set" in stderr
+    tags = subprocess.run(
+        ["git", "-C", str(repo), "tag", "--list"], capture_output=True, text=True, check=True
+    )
+    assert tags.stdout == ""  # nothing was claimed

@@ -128,6 +128,11 @@ def _text(chunks: list[bytes]) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
+def check_secret(secret: SecretRef) -> None:
+    """Resolve a reference now, so a missing variable or file stops a run before it builds."""
+    _read_secret(secret)
+
+
 def _read_secret(secret: SecretRef) -> str:
     scheme, _, target = secret.source.partition(":")
     if scheme == "env":
