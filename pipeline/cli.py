@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from pipeline import __version__, reports
+from pipeline import __version__, artifacts, reports
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, InterruptedRunError, PipelineError, SetupError
 from pipeline.model import Result, SecretRef, Status
@@ -653,6 +653,7 @@ async def _run_verb(
             allow_empty=getattr(args, "allow_empty", False),
             offline=getattr(args, "offline", False),
         )
+        ledger = artifacts.begin(out_dir) if recorder is None else None
         try:
             if recorder is None:
                 status = await func(args, run)
@@ -667,6 +668,9 @@ async def _run_verb(
                     out_dir, args.verb, "interrupted", "interrupted before the checks finished"
                 )
             raise
+        finally:
+            if ledger is not None:
+                ledger.finish()
         if recorder is not None:
             out(f"dry run: {len(recorder.steps)} steps planned, none ran; these steps would run:")
             for step in recorder.steps:

@@ -170,7 +170,14 @@ def test_the_left_behind_check_sees_a_stray_process() -> None:
     """The suite's final check (conftest.pytest_sessionfinish) finds what a test forgot."""
     stray = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        assert any(line.startswith(f"{stray.pid}: sleep 60") for line in processes_left_behind())
+        deadline = time.monotonic() + 5  # /proc shows the new program once exec completes
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            seen = any(
+                line.startswith(f"{stray.pid}: sleep 60") for line in processes_left_behind()
+            )
+            time.sleep(0.05)
+        assert seen, processes_left_behind()
     finally:
         stray.kill()
         stray.wait()
@@ -308,3 +315,23 @@ def test_secret_references_are_resolved_before_the_release_starts(
         ["git", "-C", str(repo), "tag", "--list"], capture_output=True, text=True, check=True
     )
     assert tags.stdout == ""  # nothing was claimed
+
+
+@requires_tools("helm", "kubeconform", "conftest")
+def test_a_run_removes_only_what_the_last_run_of_ours_wrote(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path)
+    out = tmp_path / "artifacts"
+    (out / "rendered" / "notes").mkdir(parents=True)
+    theirs = [out / "README.txt", out / "rendered" / "notes" / "keep.md"]
+    for path in theirs:
+        path.write_text("not gitops-pipeline's\n", encoding="utf-8")
+    assert validate_repo(source, out).exit_code == 0
+    assert (out / "rendered" / "web" / "prd.yaml").is_file()
+    assert validate_repo(source, out, "--env", "dev").exit_code == 0
+    # The prd render of the first run would read as this run's: gone. Theirs: untouched.
+    assert not (out / "rendered" / "web" / "prd.yaml").exists()
+    assert (out / "rendered" / "web" / "dev.yaml").is_file()
+    assert all(p.read_text(encoding="utf-8") == "not gitops-pipeline's\n" for p in theirs)
+    manifest = json.loads((out / ".gitops-pipeline-manifest.json").read_text(encoding="utf-8"))
+    assert "rendered/web/dev.yaml" in manifest["files"]
+    assert "README.txt" not in manifest["files"]
