@@ -588,13 +588,23 @@ def _check_crd_schemas(args: argparse.Namespace) -> None:
 
 
 def _is_reports_directory(out_dir: Path, source: Path) -> bool:
-    resolved = out_dir.resolve()
     return (
-        resolved.is_dir()
-        and resolved != source.resolve()
-        and resolved != Path(resolved.anchor)
-        and (resolved / "summary.json").is_file()
+        _not_its_own(out_dir, source) is None
+        and out_dir.is_dir()
+        and (out_dir / "summary.json").is_file()
     )
+
+
+def _not_its_own(out_dir: Path, source: Path) -> str | None:
+    """Why `--out` is not a directory of its own, where reports may be rewritten: or None."""
+    resolved = out_dir.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        return "is a file, not a directory"
+    if resolved == Path(resolved.anchor):
+        return "must not be the root of the file system"
+    if resolved == source.resolve():
+        return "must not be the repository itself: use a directory inside it, such as artifacts"
+    return None
 
 
 def write_stopped(out_dir: Path, verb: str, status: Status | str, message: str) -> None:
@@ -608,18 +618,11 @@ def write_stopped(out_dir: Path, verb: str, status: Status | str, message: str) 
 
 def _check_out(out_dir: Path, config: Config) -> None:
     """`--out` must be a directory of its own: reports are rewritten there on every run."""
+    problem = _not_its_own(out_dir, config.source)
+    if problem is not None:
+        raise ConfigError(problem, file=out_dir, field="--out")
     resolved = out_dir.resolve()
     source = config.source.resolve()
-    if resolved.exists() and not resolved.is_dir():
-        raise ConfigError("is a file, not a directory", file=out_dir, field="--out")
-    if resolved == Path(resolved.anchor):
-        raise ConfigError("must not be the root of the file system", file=out_dir, field="--out")
-    if resolved == source:
-        raise ConfigError(
-            "must not be the repository itself: use a directory inside it, such as artifacts",
-            file=out_dir,
-            field="--out",
-        )
     from pipeline.discovery import find_chart_dirs  # noqa: PLC0415
 
     try:

@@ -452,9 +452,10 @@ class Pipeline:
         self, tool: Annotated[str, Doc("a pinned tool: helm, kubeconform, conftest, ...")]
     ) -> dagger.Container:
         """A tool's container, source at /src: `dagger call tool-env --tool helm terminal`."""
+        pinned = get_tool(tool)
         images = (await self._config_only()).tool_images()
         return (
-            tool_container(get_tool(tool), images[get_tool(tool).name])
+            tool_container(pinned, images[pinned.name])
             .with_mounted_directory("/src", self.source)
             .with_workdir("/src")
         )

@@ -131,9 +131,13 @@ def _nothing_found(run: Run, *, skipped: bool) -> Result:
         "; add a chart, point discovery.paths in pipeline.yaml at your charts, "
         "or pass --allow-empty"
     )
-    config_file = str(run.config.file) if run.config.file else None
-    finding = Finding(check="discovery", message=message, file=config_file)
+    finding = Finding(check="discovery", message=message, file=_config_file(run))
     return Result("discovery", Status.FAILED, message, (finding,))
+
+
+def _config_file(run: Run) -> str | None:
+    """pipeline.yaml as findings name it, when the repository has one."""
+    return str(run.config.file) if run.config.file else None
 
 
 def _config_finding(error: ConfigError) -> Finding:
@@ -634,7 +638,7 @@ async def _policy(
             check="policy",
             message=message,
             status=Status.ERROR,
-            file=str(run.config.file) if run.config.file else None,
+            file=_config_file(run),
         )
         return Result(
             "policy", Status.ERROR, message, (finding,), artifacts=("policy-results.txt",)
@@ -688,7 +692,7 @@ def _expired(run: Run, waiver: Waiver) -> Finding:
             f"waiver of {waiver.rule} for {waiver.kind}/{waiver.name} expired on "
             f"{waiver.expires}: fix the finding, or renew the waiver with a new date and reason"
         ),
-        file=str(run.config.file) if run.config.file else None,
+        file=_config_file(run),
         line=waiver.line,
         rule=waiver.rule,
         resource=f"{waiver.kind}/{waiver.name}",
@@ -747,12 +751,8 @@ def _waive(
 
 
 def _test_findings(
-    test: StepResult,
-    rendered: Sequence[Rendered],
-    waivers: Sequence[Waiver] = (),
-    today: dt.date | None = None,
+    test: StepResult, rendered: Sequence[Rendered], waivers: Sequence[Waiver], today: dt.date
 ) -> list[Finding]:
-    today = today or dt.datetime.now(dt.UTC).date()
     killed = _killed(test, "policy")
     if killed is not None:
         return [killed]
