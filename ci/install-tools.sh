@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Installs the pinned Go tools (helm, kubeconform, conftest) into .tools/bin with `go install`.
+# Installs the pinned Go tools (helm, kubeconform, conftest, actionlint) into .tools/bin.
+# With Go on PATH: `go install` of each pinned module, stamped with its version. Without Go:
+# the projects' release archives, verified against the SHA-256 sums in the tool table
+# (`gitops-pipeline tools --install`; GITOPS_PIPELINE_TOOLS_MIRROR or
+# GITOPS_PIPELINE_TOOL_ARCHIVES point the download elsewhere, see README.md).
 # The versions come from pipeline/tools.py, the table both runners read; this script holds none.
-# Idempotent: a tool whose stamp matches its pin is left alone.
+# Idempotent: a tool already at its pin is left alone.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${PYTHON:-"$root/.venv/bin/python"}
 bin=${GITOPS_PIPELINE_TOOLS_DIR:-"$root/.tools/bin"}
+[[ -x "$python" ]] || {
+  echo "install-tools: no $python; create the venv first: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'" >&2
+  exit 3
+}
 mkdir -p "$bin"
-command -v go >/dev/null || { echo "install-tools: go is required (https://go.dev/dl)" >&2; exit 3; }
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+if ! command -v go >/dev/null; then
+  echo "install-tools: no Go on PATH: installing the verified release archives"
+  exec "$python" -m pipeline.cli tools --install --tools-dir "$bin"
+fi
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python" -m pipeline.tools | while read -r name spec ldflag; do
+"$python" -m pipeline.tools | while read -r name spec ldflag; do
   stamp="$bin/.$name.pin"
   if [[ -x "$bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$spec $ldflag" ]]; then
     echo "install-tools: $name $spec already installed"
