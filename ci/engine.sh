@@ -38,7 +38,10 @@ busybox_root() { # dir: a minimal shell, as the Alpine-based images have
   mkdir -p "$dir/bin" "$dir/tmp" "$dir/etc/ssl/certs" "$dir/root"
   chmod 1777 "$dir/tmp"
   cp /bin/busybox "$dir/bin/busybox"
-  for applet in $(/bin/busybox --list); do ln -sf busybox "$dir/bin/$applet"; done
+  # Every applet but busybox itself, which would become a link to itself.
+  for applet in $(/bin/busybox --list); do
+    [[ "$applet" == busybox ]] || ln -sf busybox "$dir/bin/$applet"
+  done
   cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
   printf 'root:x:0:0:root:/root:/bin/sh\nguest:x:405:100:guest:/dev/null:/sbin/nologin\n' \
     >"$dir/etc/passwd"

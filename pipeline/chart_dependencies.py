@@ -30,7 +30,7 @@ import yaml
 from pipeline.config import ChartConfig
 from pipeline.discovery import RenderTarget
 from pipeline.manifests import load_yaml, not_utf8
-from pipeline.model import Finding, Ref, Status, StepResult, out, src
+from pipeline.model import Finding, Ref, Status, StepResult, killed_by_signal, out, src
 from pipeline.run import Run
 from pipeline.stages import helm
 
@@ -252,7 +252,9 @@ async def _built_archives(
         output = helm.source_paths(
             built.stdout + built.stderr, out(f"{workspace}/{helm.WORKSPACE_CHART}"), chart
         )
-        message = helm.dependency_build_error(chart, output, repositories)
+        message = killed_by_signal(built) or helm.dependency_build_error(
+            chart, output, repositories
+        )
         return _problem(chart, message, chart.file("Chart.lock"), built=built)
     archives = run.out / workspace / helm.WORKSPACE_CHART / "charts"
     if cached is not None and archives.is_dir():

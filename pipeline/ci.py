@@ -1,8 +1,9 @@
 """`ci`: everything a pull request needs, concurrently, with one merged report.
 
 lint, typecheck, test and validate run side by side; every stage's result is
-reported even when another fails. summary.md, summary.json and junit.xml merge
-all stages; each stage's own artifacts stay beside them.
+reported even when another fails. summary.md, summary.json, junit.xml and the
+annotations for GitHub and GitLab merge all stages; each stage's own artifacts stay
+beside them.
 """
 
 from __future__ import annotations
@@ -66,8 +67,4 @@ async def run_ci(run: Run) -> tuple[list[Result], Outcome, ConfigError | None]:
 
 def write_merged(run: Run, results: list[Result], outcome: Outcome) -> None:
     extra = {"stages_run": [r.stage for r in results], "validate_status": outcome.status.value}
-    reports.write_json(run.out / "summary.json", reports.summary_json(results, extra))
-    reports.write_text(
-        run.out / "summary.md", reports.summary_markdown(results, "gitops-pipeline ci")
-    )
-    reports.write_text(run.out / "junit.xml", reports.junit_xml(results))
+    reports.write_summaries(run.out, run.source, results, "gitops-pipeline ci", extra)

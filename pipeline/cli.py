@@ -19,21 +19,25 @@ import tempfile
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from pipeline import __version__, artifacts, reports
+from pipeline import __version__, artifacts, progress, reports
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, InterruptedRunError, PipelineError, SetupError
+from pipeline.limits import with_flag
 from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
 from pipeline.run import Run, default_cache_dir, first_leaf
 from pipeline.runners import Runner
 from pipeline.runners.local import LocalRunner, check_secret
+from pipeline.runners.observed import ObservedRunner
 from pipeline.runners.recording import RecordingRunner, describe
+from pipeline.step_cache import CACHE_LIMIT_ENV, DEFAULT_MAX_BYTES, StepCache
 
 if TYPE_CHECKING:
     from pipeline.release import ReleaseOptions
@@ -52,6 +56,8 @@ class Verb:
     func: VerbFunc | None
     machine_func: MachineVerbFunc | None = None
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    # A check writes summary.json: `--format json` prints it, `--quiet` only its verdict.
+    check: bool = False
 
 
 VERBS: dict[str, Verb] = {}
@@ -62,21 +68,27 @@ def verb(
     help_text: str,
     *,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check: bool = False,
 ) -> Callable[[VerbFunc], VerbFunc]:
     """Register a verb; the registry is the CLI, in the order verbs are declared."""
 
     def register(func: VerbFunc) -> VerbFunc:
-        VERBS[name] = Verb(name, help_text, func, add_arguments=arguments)
+        VERBS[name] = Verb(name, help_text, func, add_arguments=arguments, check=check)
         return func
 
     return register
 
 
-def machine_verb(name: str, help_text: str) -> Callable[[MachineVerbFunc], MachineVerbFunc]:
+def machine_verb(
+    name: str,
+    help_text: str,
+    *,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[[MachineVerbFunc], MachineVerbFunc]:
     """Register a verb that needs no repository."""
 
     def register(func: MachineVerbFunc) -> MachineVerbFunc:
-        VERBS[name] = Verb(name, help_text, None, machine_func=func)
+        VERBS[name] = Verb(name, help_text, None, machine_func=func, add_arguments=arguments)
         return func
 
     return register
@@ -90,18 +102,97 @@ def err(text: str) -> None:
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
 
 
+# What a verb answers, as data, for `--format json`. A holder set before the event loop starts,
+# so the answer given inside the loop's task is still there when main() prints it.
+_ANSWER: ContextVar[dict[str, Any]] = ContextVar("answer")
+
+
+def answer(data: dict[str, Any]) -> None:
+    holder = _ANSWER.get(None)
+    if holder is not None:
+        holder.clear()
+        holder.update(data)
+
+
 # --- verbs -----------------------------------------------------------------------------------
 
 
-@machine_verb("tools", "list every pinned tool with version and image, and whether it is installed")
+def _tools_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.tool_archives import ARCHIVES_ENV, MIRROR_ENV  # noqa: PLC0415
+
+    parser.add_argument(
+        "--install",
+        nargs="*",
+        metavar="TOOL",
+        help="install the pinned Go tools (default: all) that are missing: their release "
+        "archives, verified by the published SHA-256 (go install where no archive is pinned "
+        "for this platform)",
+    )
+    parser.add_argument(
+        "--tools-dir",
+        type=Path,
+        metavar="DIR",
+        help="where --install puts them (default: $GITOPS_PIPELINE_TOOLS_DIR, else .tools/bin)",
+    )
+    parser.add_argument(
+        "--mirror",
+        metavar="URL",
+        default=os.environ.get(MIRROR_ENV),
+        help="download the official archives from URL/<tool>/<version>/<file> instead; the "
+        f"pinned sums still apply (default: ${MIRROR_ENV})",
+    )
+    parser.add_argument(
+        "--archives",
+        type=Path,
+        metavar="FILE",
+        default=os.environ.get(ARCHIVES_ENV),
+        help='your own archive table, JSON {"helm": {"url": ..., "sha256": ...}}, replacing '
+        f"the official entry of each tool it names (default: ${ARCHIVES_ENV})",
+    )
+
+
+async def _install_tools(args: argparse.Namespace) -> Status:
+    from pipeline.tool_archives import install_tools, load_archive_overrides  # noqa: PLC0415
+    from pipeline.tools import tools_dir  # noqa: PLC0415
+
+    overrides = load_archive_overrides(args.archives) if args.archives else None
+    dest = args.tools_dir or tools_dir()
+    chosen = args.install or None
+    for installed in install_tools(dest, chosen, mirror=args.mirror, overrides=overrides):
+        out(f"{installed.tool.name} {installed.tool.version}: {installed.how}")
+    return Status.PASSED
+
+
+@machine_verb(
+    "tools",
+    "list every pinned tool with version and image, and whether it is installed; "
+    "--install installs the pinned Go tools",
+    arguments=_tools_arguments,
+)
 async def tools_verb(args: argparse.Namespace) -> Status:
     from pipeline.tools import TOOLS, inspect_tool  # noqa: PLC0415
 
+    if args.install is not None:
+        return await _install_tools(args)
+
     # The images the Dagger runner would use for this repository (pipeline.yaml's overrides).
     images = load_config(args.source.resolve()).tool_images()
+    tools = []
     rows = [("TOOL", "VERSION", "SOURCE", "INSTALLED", "IMAGE")]
     for tool in TOOLS.values():
         status = inspect_tool(tool)
+        tools.append(
+            {
+                "name": tool.name,
+                "version": tool.version,
+                "source": tool.source.value,
+                "package": tool.package,
+                "path": None if status.path is None else str(status.path),
+                "installed_version": status.installed_version,
+                "ok": status.ok,
+                "image": images[tool.name],
+            }
+        )
         if status.path is None:
             installed = "missing"
         elif status.ok or (tool.source.value == "debian" and status.installed_version):
@@ -117,17 +208,63 @@ async def tools_verb(args: argparse.Namespace) -> Status:
                 images[tool.name],
             )
         )
+    answer({"tools": tools})
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         out("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
     return Status.PASSED
 
 
+def step_cache() -> StepCache:
+    """The local runner's step cache: $GITOPS_PIPELINE_CACHE/steps, bounded in size."""
+    limit = os.environ.get(CACHE_LIMIT_ENV, "")
+    try:
+        megabytes = float(limit) if limit else DEFAULT_MAX_BYTES / 2**20
+    except ValueError:
+        raise ConfigError(f"expected megabytes, got {limit!r}", field=CACHE_LIMIT_ENV) from None
+    return StepCache(default_cache_dir() / "steps", max_bytes=int(megabytes * 2**20))
+
+
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("info", "clear"), help="show, or empty, the cache")
+
+
+@machine_verb(
+    "cache",
+    "the local runner's step cache: `info` shows where and how big, `clear` empties it",
+    arguments=_cache_arguments,
+)
+async def cache_verb(args: argparse.Namespace) -> Status:
+    cache = step_cache()
+    if args.action == "clear":
+        removed = cache.clear()
+        answer({"directory": str(cache.root), "removed": removed})
+        out(f"removed {removed} cached step(s) from {cache.root}")
+        return Status.PASSED
+    entries, size = cache.usage()
+    answer(
+        {
+            "directory": str(cache.root),
+            "entries": entries,
+            "bytes": size,
+            "max_bytes": cache.max_bytes,
+        }
+    )
+    megabytes = f"{size / 2**20:.1f} MB of {cache.max_bytes / 2**20:.0f} MB"
+    out(f"{cache.root}: {entries} cached step(s), {megabytes}")
+    return Status.PASSED
+
+
 @machine_verb("policies", "list the built-in policy rules: id, severity, title, remediation")
 async def policies_verb(_args: argparse.Namespace) -> Status:
-    from pipeline.policy import catalog_text  # noqa: PLC0415
+    from pipeline.policy import RULES, catalog_text  # noqa: PLC0415
 
     out(catalog_text().rstrip("\n"))
+    rules = [
+        {"id": r.id, "severity": r.severity, "title": r.title, "remediation": r.remediation}
+        for r in RULES
+    ]
+    answer({"rules": rules})
     return Status.PASSED
 
 
@@ -157,6 +294,13 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
         help="pass when the repository has nothing to check (default: that is a failure)",
     )
     parser.add_argument(
+        "--changed-since",
+        metavar="REF",
+        help="check only the charts whose files, values files or file:// dependencies changed "
+        "since the merge base with REF (all of them when pipeline.yaml, policies or CRD "
+        "schemas changed); the others are listed as skipped",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         help="download nothing: chart dependencies must be vendored in the chart's charts/ "
@@ -175,7 +319,7 @@ def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
             raise outcome.error
         return outcome.status
 
-    verb(name, help_text, arguments=_validate_arguments)(run_checks)
+    verb(name, help_text, arguments=_validate_arguments, check=True)(run_checks)
 
 
 _checks_verb(
@@ -208,7 +352,9 @@ _checks_verb(
 async def plan_verb(_args: argparse.Namespace, run: Run) -> Status:
     from pipeline.plan import plan_text  # noqa: PLC0415
 
-    out(await plan_text(run.config, run.environments, run.schema_locations))
+    text = await plan_text(run.config, run.environments, run.schema_locations)
+    out(text)
+    answer({"plan": text})
     return Status.PASSED
 
 
@@ -247,7 +393,7 @@ def _python_verb(
         out(f"artifacts: {run.out}")
         return result.status
 
-    verb(name, help_text, arguments=arguments)(run_stage)
+    verb(name, help_text, arguments=arguments, check=True)(run_stage)
 
 
 _python_verb("lint", "lint", "ruff check and ruff format --check with the project's config")
@@ -264,6 +410,7 @@ _python_verb(
     "ci",
     "lint, typecheck, test and validate concurrently; one merged summary and JUnit",
     arguments=_validate_arguments,
+    check=True,
 )
 async def ci_verb(_args: argparse.Namespace, run: Run) -> Status:
     from pipeline.ci import run_ci  # noqa: PLC0415
@@ -292,6 +439,7 @@ async def version_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.versioning import decide, decision_json  # noqa: PLC0415
 
     decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
+    answer(decision_json(decision))
     if args.json:
         out(json.dumps(decision_json(decision), indent=2))
     else:
@@ -314,7 +462,9 @@ async def changelog_verb(args: argparse.Namespace, run: Run) -> Status:
     decision = await decide(run.runner, config=run.config.release, prerelease=args.prerelease)
     version = decision.next or decision.current or "unreleased"
     today = dt.datetime.now(dt.UTC).date()
-    out(changelog_markdown(decision, version=version, date=today, repo_url=args.repo_url))
+    notes = changelog_markdown(decision, version=version, date=today, repo_url=args.repo_url)
+    out(notes)
+    answer({"version": version, "released": decision.released, "markdown": notes})
     if not decision.released:
         err("no release: these notes describe no new version")
     return Status.PASSED
@@ -382,7 +532,7 @@ def release_options(args: argparse.Namespace, run: Run) -> ReleaseOptions:
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--build-arg")
         build_args.append((key, value))
-    if isinstance(run.runner, LocalRunner):
+    if run.on_host:
         # Resolved before anything is built or tagged, never after the claim on a version.
         for reference in (args.registry_password, getattr(args, "git_token", None)):
             if reference is not None:
@@ -411,7 +561,9 @@ def release_options(args: argparse.Namespace, run: Run) -> ReleaseOptions:
 async def build_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.release import build_only  # noqa: PLC0415
 
-    out(await build_only(run, release_options(args, run)))
+    image = await build_only(run, release_options(args, run))
+    out(image)
+    answer({"image": image})
     return Status.PASSED
 
 
@@ -423,8 +575,10 @@ async def build_verb(args: argparse.Namespace, run: Run) -> Status:
 async def publish_verb(args: argparse.Namespace, run: Run) -> Status:
     from pipeline.release import publish_only  # noqa: PLC0415
 
-    for pushed in await publish_only(run, release_options(args, run)):
+    pushed_refs = await publish_only(run, release_options(args, run))
+    for pushed in pushed_refs:
         out(f"{pushed.ref}@{pushed.digest}")
+    answer({"pushed": [{"ref": p.ref, "digest": p.digest} for p in pushed_refs]})
     return Status.PASSED
 
 
@@ -438,6 +592,7 @@ async def release_verb(args: argparse.Namespace, run: Run) -> Status:
 
     outcome = await release(run, release_options(args, run))
     out(outcome_json(outcome))
+    answer(json.loads(outcome_json(outcome)))
     if not outcome.released:
         err(f"no release: nothing releasable since {outcome.tag or 'the beginning'}")
     return Status.PASSED
@@ -460,6 +615,14 @@ async def schemas_verb(args: argparse.Namespace, run: Run) -> Status:
     out(f"wrote {bundle.kinds_written} Kubernetes {version} schemas and {crds} CRD schemas")
     for location in bundle.schema_locations():
         out(f"-schema-location {location}")
+    answer(
+        {
+            "kubernetes_version": version,
+            "kubernetes_schemas": bundle.kinds_written,
+            "crd_schemas": crds,
+            "schema_locations": list(bundle.schema_locations()),
+        }
+    )
     return Status.PASSED
 
 
@@ -506,9 +669,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="stop any step that runs longer (default: pipeline.yaml `timeouts`, else 600)",
+        help="stop any step that runs longer (default: pipeline.yaml `timeouts`, else 600); "
+        "one test may run 0.8 of it, or `timeouts.test-case` when lower",
+    )
+    common.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step, even one whose passed result the step cache holds (local runner)",
     )
     common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    common.add_argument(
+        "--progress",
+        choices=[mode.value for mode in progress.ProgressMode],
+        default=progress.ProgressMode.AUTO.value,
+        help="running steps on stderr: live on a terminal, a line per finished step "
+        "otherwise (auto, the default), or none",
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress; a check prints only its verdict"
+    )
+    common.add_argument(
+        "--no-color", action="store_true", help="no colour (so does NO_COLOR in the environment)"
+    )
+    common.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: stdout is one JSON document (a check's summary.json); the rest goes to stderr",
+    )
     parser = argparse.ArgumentParser(
         prog="gitops-pipeline",
         description="CI for GitOps repositories: the same verbs as the Dagger module's functions.",
@@ -531,11 +719,17 @@ async def open_runner(
         recorder = RecordingRunner(responder=dry_run_reply)
         yield recorder, recorder
         return
+    limits = with_flag(config.timeouts, args.timeout)
     if args.runner == "local":
-        limits = dict(config.timeouts)
-        if args.timeout is not None:
-            limits = {"default": args.timeout}  # the flag is the last word, for every step
-        yield LocalRunner(source=source, out=out_dir, timeouts=limits), None
+        cache = None if args.no_cache else step_cache()
+        local = LocalRunner(
+            source=source,
+            out=out_dir,
+            timeouts=limits,
+            cache=cache,
+            tool_caches=default_cache_dir() / "tools",
+        )
+        yield local, None
         return
     import dagger  # noqa: PLC0415
 
@@ -547,6 +741,7 @@ async def open_runner(
                 source=dagger.dag.host().directory(str(source)),
                 out=out_dir,
                 images=config.tool_images(),
+                timeouts=limits,
             )
             yield runner, None
     except (dagger.ClientConnectionError, dagger.ProvisionError) as exc:
@@ -565,7 +760,7 @@ async def _main(args: argparse.Namespace) -> Status:
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
     try:
         config = load_config(source)
-        _check_crd_schemas(args)
+        _check_schema_flags(args, source)
         _check_out(out_dir, config)
     except ConfigError as error:
         # The last run's reports must not stay behind looking like this run's verdict.
@@ -579,11 +774,21 @@ async def _main(args: argparse.Namespace) -> Status:
         return await _run_verb(args, func, config, Path(scratch))
 
 
-def _check_crd_schemas(args: argparse.Namespace) -> None:
+def _check_schema_flags(args: argparse.Namespace, source: Path) -> None:
+    from pipeline.validate import missing_schema_directory  # noqa: PLC0415
+
     for crd_dir in getattr(args, "crd_schemas", ()):
         if not crd_dir.is_dir():
             raise ConfigError(
                 "CRD schema directory does not exist", file=crd_dir, field="--crd-schemas"
+            )
+    for location in getattr(args, "schema_location", ()):
+        missing = missing_schema_directory(location, source)
+        if missing is not None:
+            raise ConfigError(
+                "schema location is a folder that does not exist",
+                file=missing,
+                field="--schema-location",
             )
 
 
@@ -610,9 +815,13 @@ def _not_its_own(out_dir: Path, source: Path) -> str | None:
 def write_stopped(out_dir: Path, verb: str, status: Status | str, message: str) -> None:
     """summary.json and summary.md of a run that stopped before its checks could finish."""
     value = status.value if isinstance(status, Status) else status
-    reports.write_json(
-        out_dir / "summary.json", {"status": value, "stages": [], "stopped": message}
-    )
+    stopped = {
+        "schema_version": reports.SUMMARY_SCHEMA_VERSION,
+        "status": value,
+        "stages": [],
+        "stopped": message,
+    }
+    reports.write_json(out_dir / "summary.json", stopped)
     reports.write_text(out_dir / "summary.md", f"## gitops-pipeline {verb}: {value}\n\n{message}\n")
 
 
@@ -642,10 +851,13 @@ def _check_out(out_dir: Path, config: Config) -> None:
 async def _run_verb(
     args: argparse.Namespace, func: VerbFunc, config: Config, out_dir: Path
 ) -> Status:
-    async with open_runner(args, config, out_dir) as (runner, recorder):
+    async with (
+        open_runner(args, config, out_dir) as (runner, recorder),
+        _progress_shown(args, recorder) as display,
+    ):
         run = Run(
             config=config,
-            runner=runner,
+            runner=runner if display is None else ObservedRunner(runner, display),
             out=out_dir,
             environments=tuple(args.environments),
             schema_locations=tuple(getattr(args, "schema_location", ())),
@@ -655,8 +867,12 @@ async def _run_verb(
             schema_cache=default_cache_dir() if isinstance(runner, LocalRunner) else None,
             allow_empty=getattr(args, "allow_empty", False),
             offline=getattr(args, "offline", False),
+            timeouts=with_flag(config.timeouts, args.timeout),
+            on_host=isinstance(runner, LocalRunner),
+            changed_since=getattr(args, "changed_since", None),
         )
         ledger = artifacts.begin(out_dir) if recorder is None else None
+        summary_before = _stamp(out_dir / "summary.json")
         try:
             if recorder is None:
                 status = await func(args, run)
@@ -671,6 +887,13 @@ async def _run_verb(
                     out_dir, args.verb, "interrupted", "interrupted before the checks finished"
                 )
             raise
+        except PipelineError as error:
+            # A check stopped before its reports (a broken pyproject.toml): the last run's
+            # summary must not stay behind looking like this run's verdict.
+            stale = _stamp(out_dir / "summary.json") == summary_before
+            if recorder is None and VERBS[args.verb].check and stale:
+                write_stopped(out_dir, args.verb, Status.ERROR, str(error))
+            raise
         finally:
             if ledger is not None:
                 ledger.finish()
@@ -678,8 +901,43 @@ async def _run_verb(
             out(f"dry run: {len(recorder.steps)} steps planned, none ran; these steps would run:")
             for step in recorder.steps:
                 out(f"  {describe(step)}")
+            answer({"steps": [describe(step) for step in recorder.steps]})
             return Status.PASSED
+        if VERBS[args.verb].check and args.format == "json":
+            answer(json.loads((out_dir / "summary.json").read_text(encoding="utf-8")))
         return status
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells one write of a file from another: its modification time and inode."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_ino
+
+
+@asynccontextmanager
+async def _progress_shown(
+    args: argparse.Namespace, recorder: RecordingRunner | None
+) -> AsyncIterator[progress.Display | None]:
+    """The progress display on stderr while the verb runs, ended before the verb's output."""
+    mode = progress.resolve_mode(
+        progress.ProgressMode(args.progress),
+        quiet=args.quiet or recorder is not None,  # a dry run runs nothing to show
+        terminal=progress.is_terminal(sys.stderr, os.environ),
+        engine_logs=args.runner == "dagger",  # Dagger's own log shares stderr
+    )
+    colour = progress.colour_wanted(args.no_color, os.environ)
+    display = progress.open_display(mode, args.verb, sys.stderr, colour=colour)
+    if display is None:
+        yield None
+        return
+    try:
+        with contextlib.redirect_stdout(progress.ClosesOnWrite(sys.stdout, display.close)):
+            yield display
+    finally:
+        display.close()
 
 
 async def _main_until_signalled(args: argparse.Namespace) -> Status:
@@ -706,24 +964,86 @@ async def _main_until_signalled(args: argparse.Namespace) -> Status:
     return finished[0]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class Ending:
+    exit_code: int
+    status: str  # a Status value, "planned" (a dry run) or "interrupted"
+    message: str | None = None  # the error the verb stopped on
+    reader_gone: bool = False
+
+
+def _run_to_the_end(args: argparse.Namespace) -> Ending:
     try:
         status = anyio.run(_main_until_signalled, args)
     except PipelineError as error:
         if args.verbose:
             traceback.print_exc()
         err(f"gitops-pipeline {args.verb}: error: {error}")
-        return error.exit_code
+        stopped = "interrupted" if isinstance(error, InterruptedRunError) else "error"
+        return Ending(error.exit_code, stopped, str(error))
     except KeyboardInterrupt:
         err("gitops-pipeline: interrupted")
-        return 130
+        return Ending(130, "interrupted", "interrupted")
     except BrokenPipeError:
-        # The reader went away (`gitops-pipeline tools | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return EXIT[status]
+        _stdout_to_devnull()
+        return Ending(0, "", reader_gone=True)
+    return Ending(EXIT[status], "planned" if args.dry_run else status.value)
+
+
+def _stdout_to_devnull() -> None:
+    # The reader went away (`gitops-pipeline tools | head`): not an error of ours.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _verb_text_redirected(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
+    if args.format == "json":
+        return contextlib.redirect_stdout(sys.stderr)  # stdout is the JSON document's alone
+    if args.quiet and VERBS[args.verb].check:
+        return contextlib.redirect_stdout(io.StringIO())  # the verdict is printed instead
+    return contextlib.nullcontext()
+
+
+def json_document(args: argparse.Namespace, ending: Ending, answered: dict[str, Any]) -> object:
+    """What `--format json` prints: a check's summary.json, else the verb's answer."""
+    common = {"schema_version": reports.SUMMARY_SCHEMA_VERSION, "verb": args.verb}
+    if ending.message is not None:
+        return {
+            **common,
+            "status": ending.status,
+            "exit_code": ending.exit_code,
+            "message": ending.message,
+        }
+    if VERBS[args.verb].check and not args.dry_run:
+        return answered
+    return {**common, "status": ending.status, "result": answered}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stdout = sys.stdout
+    answered: dict[str, Any] = {}
+    token = _ANSWER.set(answered)
+    try:
+        with _verb_text_redirected(args):
+            ending = _run_to_the_end(args)
+    finally:
+        _ANSWER.reset(token)
+    try:
+        if ending.reader_gone:
+            pass
+        elif args.format == "json":
+            _write_line(stdout, json.dumps(json_document(args, ending, answered), indent=2))
+        elif args.quiet and VERBS[args.verb].check and ending.message is None:
+            _write_line(stdout, f"gitops-pipeline {args.verb}: {ending.status}")
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    return ending.exit_code
+
+
+def _write_line(stream: TextIO, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.limits import DEFAULT_KEY, PER_TEST_KEY
 from pipeline.tools import TOOLS
 
 CONFIG_FILE = "pipeline.yaml"
@@ -308,11 +309,31 @@ def _image(node: yaml.Node, dotted: str, ctx: Context) -> str:
 _WAIVER_KEYS = {"rule", "kind", "name", "reason", "environment", "expires"}
 
 
+_BUILTIN_RULE_ID = re.compile(r"GP[0-9]+")
+
+
+def _check_builtin_rule_id(node: yaml.Node, dotted: str, rule: str, ctx: Context) -> None:
+    """An id in the built-in pack's namespace must be one of its rules; a typo waives nothing.
+
+    Ids of the repository's own policies are its own to choose, and are not checked here.
+    """
+    # pipeline.policy reads Waiver from this module: imported here, when both are loaded.
+    from pipeline.policy import RULES_BY_ID  # noqa: PLC0415
+
+    if _BUILTIN_RULE_ID.fullmatch(rule) and rule not in RULES_BY_ID:
+        close = difflib.get_close_matches(rule, list(RULES_BY_ID), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ctx.error(
+            node, dotted, f"no built-in rule {rule} (`gitops-pipeline policies` lists them){hint}"
+        )
+
+
 def _waiver(node: yaml.Node, dotted: str, ctx: Context) -> Waiver:
     fields = _mapping(dict.fromkeys(_WAIVER_KEYS, STR))(node, dotted, ctx)
     for required in ("rule", "kind", "name", "reason"):
         if not str(fields.get(required, "")).strip():
             raise ctx.error(node, f"{dotted}.{required}", "is required for a waiver")
+    _check_builtin_rule_id(node, f"{dotted}.rule", fields["rule"], ctx)
     expires = fields.get("expires")
     expiry: dt.date | None = None
     if expires is not None:
@@ -335,7 +356,9 @@ def _waiver(node: yaml.Node, dotted: str, ctx: Context) -> Waiver:
 
 def _timeout_key(node: yaml.Node, dotted: str, ctx: Context) -> str:
     value = str(STR(node, dotted, ctx))
-    return value if value == "default" else _tool_name(node, dotted, ctx)
+    if value in {DEFAULT_KEY, PER_TEST_KEY}:
+        return value
+    return _tool_name(node, dotted, ctx, also=(DEFAULT_KEY, PER_TEST_KEY))
 
 
 def _positive(node: yaml.Node, dotted: str, ctx: Context) -> float:
@@ -345,11 +368,12 @@ def _positive(node: yaml.Node, dotted: str, ctx: Context) -> float:
     return value
 
 
-def _tool_name(node: yaml.Node, dotted: str, ctx: Context) -> str:
+def _tool_name(node: yaml.Node, dotted: str, ctx: Context, also: tuple[str, ...] = ()) -> str:
     value = str(STR(node, dotted, ctx))
     if value not in TOOLS:
-        close = difflib.get_close_matches(value, list(TOOLS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; known tools: {', '.join(TOOLS)}"
+        known = [*TOOLS, *also]
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
         raise ctx.error(node, dotted, f"unknown tool '{value}'{hint}")
     return value
 

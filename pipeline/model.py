@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from pipeline.limits import DEFAULT_STEP_SECONDS
+
 
 class Root(enum.Enum):
     SOURCE = "source"  # the repository under test; read-only
@@ -110,7 +112,10 @@ class Step:
     outputs: tuple[str, ...] = ()  # files the step writes, relative to the OUT root
     stdin: str | None = None
     stdin_secret: SecretRef | None = None  # e.g. `docker login --password-stdin`
-    timeout: float = 600.0
+    timeout: float = DEFAULT_STEP_SECONDS
+    # Sent to the tool's process group when it runs out of time, SIGKILL after a grace period:
+    # pytest stops on SIGINT the way it does on Ctrl-C, writing the report of what finished.
+    stop_signal: str = "SIGTERM"
     # Containers only: commands that prepare the step's container (install the project's
     # dependencies, a Python version) and the binary to run there. The host is prepared once,
     # by ci/local.sh and ci/install-tools.sh, so the local runner ignores both.
@@ -118,6 +123,9 @@ class Step:
     container_argv0: str | None = None
     # The step changes the source (a git tag): containers carry the change to later steps.
     writes_source: bool = False
+    # Its declared inputs are all it reads, and it reads nothing from the network: the local
+    # runner may replay a passed result of the same inputs (pipeline.step_cache).
+    cacheable: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ class StepResult:
     stderr: str
     outputs: tuple[str, ...]  # declared outputs that exist after the run
     duration: float
+    timed_out_after: float | None = None  # the limit that stopped the step, when one did
+    cached: bool = False  # replayed from the step cache, not run
 
     @property
     def ok(self) -> bool:
@@ -135,7 +145,12 @@ class StepResult:
 
     @property
     def signal_name(self) -> str | None:
-        """The signal that ended the tool ("SIGKILL"), or None when it exited by itself."""
+        """The signal that ended the tool ("SIGKILL"), or None when it exited by itself.
+
+        None as well when the step's time limit stopped it: that is reported as a timeout.
+        """
+        if self.timed_out_after is not None:
+            return None
         return signal_of_exit_code(self.exit_code)
 
 

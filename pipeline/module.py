@@ -93,6 +93,16 @@ Offline = Annotated[
 ]
 GIT_SERVER_HOST = "git-server"
 ReleaseVersion = Annotated[str, Doc("release version written to .version and .image-tag")]
+ChangedSince = Annotated[
+    str,
+    Doc(
+        "check only the charts changed since the merge base with this git ref "
+        "(needs --git-dir .git, fetched deep enough to hold the ref)"
+    ),
+]
+ChangesGitDir = Annotated[
+    dagger.Directory | None, Doc("the repository's .git, for --changed-since")
+]
 
 
 @object_type
@@ -122,8 +132,15 @@ class Pipeline:
         python: list[str] | None = None,
         allow_empty: bool = False,
         offline: bool = False,
+        changed_since: str = "",
+        git_dir: dagger.Directory | None = None,
     ) -> Run:
         """A run over a local copy of the source, tools in containers, artifacts on local disk."""
+        if changed_since and git_dir is None:
+            raise ConfigError(
+                "comparing with a git ref needs the history: pass --git-dir .git",
+                field="--changed-since",
+            )
         workdir = scratch_dir("gitops-pipeline-")
         out = workdir / "artifacts"
         crd_paths: tuple[Path, ...] = ()
@@ -132,9 +149,11 @@ class Pipeline:
             crd_paths = (out / CRD_INPUT / "0",)
             await crd_schemas.export(str(crd_paths[0]))
         config = load_config(await self._local_source(workdir))
+        # `source` ignores .git; the history goes beside the work tree only when asked for.
+        source = self.source if git_dir is None else self.source.with_directory(".git", git_dir)
         return Run(
             config=config,
-            runner=DaggerRunner(source=self.source, out=out, images=config.tool_images()),
+            runner=DaggerRunner(source=source, out=out, images=config.tool_images()),
             out=out,
             environments=tuple(env or ()),
             schema_locations=tuple(schema_location or ()),
@@ -143,6 +162,7 @@ class Pipeline:
             python_versions=tuple(python or ()),
             allow_empty=allow_empty,
             offline=offline,
+            changed_since=changed_since or None,
         )
 
     async def _artifacts(self, checks: Collection[str], run: Run) -> dagger.Directory:
@@ -184,6 +204,8 @@ class Pipeline:
         release_version: ReleaseVersion = "",
         allow_empty: AllowEmpty = False,
         offline: Offline = False,
+        changed_since: ChangedSince = "",
+        git_dir: ChangesGitDir = None,
     ) -> dagger.Directory:
         """Lint, render every environment, kubeconform and policies; returns every report.
 
@@ -196,6 +218,8 @@ class Pipeline:
             release_version,
             allow_empty=allow_empty,
             offline=offline,
+            changed_since=changed_since,
+            git_dir=git_dir,
         )
         return await self._artifacts(ALL_CHECKS, run)
 
@@ -272,17 +296,25 @@ class Pipeline:
         return await self._stage_container(lambda run, p: pytest.step(run.source, p))
 
     @function
-    async def ci(
+    async def ci(  # noqa: PLR0917 - Dagger functions take their arguments by name
         self,
         env: Environments = None,
         schema_location: SchemaLocations = None,
         crd_schemas: CrdSchemas = None,
         allow_empty: AllowEmpty = False,
         offline: Offline = False,
+        changed_since: ChangedSince = "",
+        git_dir: ChangesGitDir = None,
     ) -> dagger.Directory:
         """lint, typecheck, test and validate concurrently; one merged summary.md and junit.xml."""
         run = await self._checks_run(
-            env, schema_location, crd_schemas, allow_empty=allow_empty, offline=offline
+            env,
+            schema_location,
+            crd_schemas,
+            allow_empty=allow_empty,
+            offline=offline,
+            changed_since=changed_since,
+            git_dir=git_dir,
         )
         await run_ci(run)  # failures are in the returned summary.json, like validate's
         return artifacts_directory(run.out)

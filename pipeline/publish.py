@@ -26,7 +26,7 @@ import anyio
 import semver
 
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.model import Ref, SecretRef, Step, StepResult, src
+from pipeline.model import Ref, SecretRef, Step, StepResult, killed_by_signal, src
 from pipeline.run import Run
 from pipeline.stages import docker
 
@@ -332,6 +332,9 @@ async def build(
     log.info("building %s", local_ref)
     result = await run.runner.run(step)
     if not result.ok:
+        killed = killed_by_signal(result)
+        if killed is not None:
+            raise BuildError(image, killed)
         _raise_if_daemon(result)
         # The legacy builder prints the failing instruction's output on stdout, BuildKit on
         # stderr; the message needs both to be useful without rerunning.
@@ -376,6 +379,9 @@ class _Registry:
             result = await self.run.runner.run(step)
             if result.ok:
                 return result
+            killed = killed_by_signal(result)
+            if killed is not None:  # stopped from outside: a retry would be stopped again
+                raise PublishError(f"{action} failed: {killed}")
             _raise_if_daemon(result)
             kind = docker.classify(result.stderr)
             if kind == "auth":
@@ -491,6 +497,9 @@ async def _push_one(client: _Registry, local_ref: str, ref: str, docker_config: 
         docker.tag_step(local_ref, ref, docker_config=docker_config)
     )
     if not tagged.ok:
+        killed = killed_by_signal(tagged)
+        if killed is not None:
+            raise PublishError(killed)
         _raise_if_daemon(tagged)
         raise PublishError(f"docker tag {local_ref} {ref} failed: {_last_line(tagged)}")
     log.info("pushing %s", ref)

@@ -16,9 +16,17 @@ from pathlib import Path
 
 from pipeline import reports
 from pipeline.errors import ConfigError
-from pipeline.model import Finding, Result, Status, StepResult, killed_by_signal
+from pipeline.limits import DEFAULT_STEP_SECONDS, per_test_limit
+from pipeline.model import (
+    CONTAINER_MOUNTS,
+    Finding,
+    Result,
+    Root,
+    Status,
+    StepResult,
+    killed_by_signal,
+)
 from pipeline.run import Run, gather
-from pipeline.runners.local import LocalRunner
 from pipeline.stages import mypy, pytest, ruff
 
 
@@ -190,7 +198,7 @@ def _matrix(run: Run) -> list[tuple[str, str | None]]:
     projects = python_projects(run)
     if not run.python_versions:
         return [(project, None) for project in projects]
-    if isinstance(run.runner, LocalRunner):
+    if run.on_host:
         raise ConfigError(
             "a Python version matrix needs the Dagger runner (each version in its own "
             "container); locally the tests run with this interpreter",
@@ -202,8 +210,12 @@ def _matrix(run: Run) -> list[tuple[str, str | None]]:
 async def test(run: Run) -> Result:
     started = time.monotonic()
     matrix = _matrix(run)
+    per_test = per_test_limit(run.timeouts, DEFAULT_STEP_SECONDS)
     steps = await gather(
-        [partial(run.runner.run, pytest.step(run.source, p, python)) for p, python in matrix],
+        [
+            partial(run.runner.run, pytest.step(run.source, p, python, per_test_seconds=per_test))
+            for p, python in matrix
+        ],
         run.concurrency,
     )
     findings: list[Finding] = []
@@ -212,7 +224,7 @@ async def test(run: Run) -> Result:
     for (project, python), step in zip(matrix, steps, strict=True):
         paths = (pytest.junit_path(project, python), pytest.coverage_path(project, python))
         junit = _read(run.out / paths[0])
-        report, problems = _test_report(project, step, junit, _read(run.out / paths[1]))
+        report, problems = _test_report(run, project, step, junit, _read(run.out / paths[1]))
         artifacts += [p for p in paths if (run.out / p).is_file()]
         findings += report.failures
         findings += problems or _test_verdicts(
@@ -237,17 +249,51 @@ async def test(run: Run) -> Result:
 
 
 def _test_report(
-    project: str, step: StepResult, junit: str | None, coverage: str | None
+    run: Run, project: str, step: StepResult, junit: str | None, coverage: str | None
 ) -> tuple[pytest.TestReport, list[Finding]]:
     """The reports pytest wrote, or the error that stands in for them (killed, unreadable)."""
     nothing = pytest.TestReport(0, [], None)
+    if step.timed_out_after is not None:
+        return _timed_out(run, project, step, junit)
     killed = _killed(step, "pytest")
     if killed:
         return nothing, killed
     try:
-        return pytest.parse(project, junit, coverage), []
+        return pytest.parse(project, junit, coverage, _roots(run)), []
     except pytest.OutputError as exc:
         return nothing, [Finding(check="pytest", message=str(exc), status=Status.ERROR)]
+
+
+def _roots(run: Run) -> tuple[str, ...]:
+    """Where pytest sees the repository: on the host, or the container's mount."""
+    return (str(run.source), CONTAINER_MOUNTS[Root.SOURCE])
+
+
+def _timed_out(
+    run: Run, project: str, step: StepResult, junit: str | None
+) -> tuple[pytest.TestReport, list[Finding]]:
+    """What finished before the time limit (the partial JUnit), and where pytest was stopped."""
+    try:
+        report = pytest.parse(project, junit, None)
+    except pytest.OutputError:
+        report = pytest.TestReport(0, [], None)
+    where = pytest.interrupted_at(step.stdout + step.stderr, _roots(run))
+    kept = (
+        f"{report.tests} test(s) finished and are in the JUnit report"
+        if junit
+        else ("no JUnit report was written")
+    )
+    stopped = f"; it was at {where[0]}:{where[1]} when stopped" if where else ""
+    finding = Finding(
+        check="pytest",
+        message=f"pytest was stopped at its time limit of {step.timed_out_after:g}s: {kept}"
+        f"{stopped} (pipeline.yaml `timeouts`: pytest, test-case; or --timeout)",
+        status=Status.ERROR,
+        rule="timeout",
+        file=where[0] if where else project,
+        line=where[1] if where else None,
+    )
+    return report, [finding]
 
 
 def _test_verdicts(
@@ -313,10 +359,8 @@ def write_stage_reports(run: Run, result: Result) -> None:
     """One Python stage's reports, the same from the CLI and the Dagger module.
 
     `<stage>.json` keeps a stage's own verdict beside a later `ci` or `validate` in the same
-    directory; summary.json, summary.md and junit.xml are what CI wrappers read.
+    directory; summary.json, summary.md, junit.xml and the annotations are what CI wrappers
+    read.
     """
-    summary = reports.summary_json([result], {})
+    summary = reports.write_summaries(run.out, run.source, [result], result.stage, {})
     reports.write_json(run.out / f"{result.stage}.json", summary)
-    reports.write_json(run.out / "summary.json", summary)
-    reports.write_text(run.out / "summary.md", reports.summary_markdown([result], result.stage))
-    reports.write_text(run.out / "junit.xml", reports.junit_xml([result]))

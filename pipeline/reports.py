@@ -1,17 +1,26 @@
 """Every report format CI can show, written from `Result` values.
 
 JUnit for test tabs, SARIF for code scanning, Markdown for step summaries,
-JSON for machines and a plain table for people reading logs.
+JSON for machines, a plain table for people reading logs, and annotations on the diff
+(pipeline.annotations).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.annotations import (
+    GITHUB_ANNOTATIONS,
+    GITLAB_CODE_QUALITY,
+    IsSourceFile,
+    github_annotations,
+    gitlab_code_quality,
+)
 from pipeline.model import Finding, Result, Status
 from pipeline.policy import RULES_BY_ID
 from pipeline.stages.conftest import rule_id
@@ -46,8 +55,13 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
 
 
+# summary.json's layout (README "Output"): bumped when a field changes meaning or goes away.
+SUMMARY_SCHEMA_VERSION = 1
+
+
 def summary_json(results: Sequence[Result], extra: dict[str, Any]) -> dict[str, Any]:
     return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": overall(results).value,
         "stages": [
             {
@@ -58,6 +72,9 @@ def summary_json(results: Sequence[Result], extra: dict[str, Any]) -> dict[str, 
                 "artifacts": list(r.artifacts),
                 "findings": [finding_json(f) for f in r.findings if f.status is not Status.PASSED],
                 "checked": sum(1 for f in r.findings if f.status is Status.PASSED),
+                "steps": len(r.steps),
+                # Replayed from the local step cache: their inputs had not changed.
+                "cached_steps": sum(1 for step in r.steps if step.cached),
             }
             for r in results
         ],
@@ -230,10 +247,45 @@ def _sarif_result(finding: Finding) -> dict[str, Any]:
 
 
 def write_text(path: Path, text: str) -> Path:
+    """Written beside its place and renamed into it: a reader (a CI upload, the next run)
+    sees the old report or the new one, never half of one, even if the run dies mid-write."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
     return path
 
 
 def write_json(path: Path, data: object) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_summaries(
+    out: Path, source: Path, results: Sequence[Result], title: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The reports every check writes, in one place: summary.json (returned), summary.md,
+    junit.xml, and the findings on the diff for GitHub and GitLab."""
+    summary = summary_json(results, extra)
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", summary_markdown(results, title))
+    write_text(out / "junit.xml", junit_xml(results))
+    in_source = source_file_check(source)
+    write_text(out / GITHUB_ANNOTATIONS, github_annotations(results, in_source))
+    write_json(out / GITLAB_CODE_QUALITY, gitlab_code_quality(results, in_source))
+    return summary
+
+
+def source_file_check(source: Path) -> IsSourceFile:
+    """Whether a finding's path is a file of the repository, where a diff can show it."""
+    root = source.resolve()
+
+    def is_source_file(path: str) -> bool:
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or ".." in pure.parts:
+            return False
+        return (root / pure).is_file()
+
+    return is_source_file

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +40,14 @@ class Run:
     allow_empty: bool = False
     # Nothing is downloaded (`--offline`): a chart dependency must be vendored in its charts/.
     offline: bool = False
+    # Seconds per tool, "default" and "test-case" (pipeline.limits); the runner enforces the
+    # step limits, stages read the per-test one.
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    # Steps run on this host (the local runner), whatever wraps the runner: this interpreter
+    # runs the tests, and secret references resolve here.
+    on_host: bool = False
+    # Only the charts a change since this git ref touched (`--changed-since`); None: all.
+    changed_since: str | None = None
 
     @property
     def source(self) -> Path:

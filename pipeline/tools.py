@@ -1,14 +1,15 @@
 """The one table of pinned tools that both runners read.
 
 Every tool appears once, with the version that the local runner installs
-(``go install`` into ``.tools/bin``, or an exact pip pin, or a Debian package)
-and the container image, tag and digest, that the Dagger runner starts. The
-image tag always carries the same version; ``tests/test_tools.py`` holds both
-sides to it.
+(the project's release archive verified by its published SHA-256, or ``go install``,
+into ``.tools/bin``; or an exact pip pin, or a Debian package) and the container
+image, tag and digest, that the Dagger runner starts. The image tag always carries
+the same version; ``tests/test_tools.py`` holds both sides to it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -43,6 +44,20 @@ UV_CACHE = ("UV_CACHE_DIR", "/cache/uv")
 UV_SYSTEM_CERTS = ("UV_NATIVE_TLS", "true")
 
 
+@dataclass(frozen=True)
+class ReleaseArchive:
+    """One platform's official release archive of a Go tool, pinned by its published sum."""
+
+    platform: str  # GOOS-GOARCH of the machine it runs on: linux-amd64, darwin-arm64, ...
+    url: str
+    sha256: str  # as the project publishes it; a mirror serves the same bytes
+    member: str  # the binary's path inside the archive: the only member ever extracted
+
+    @property
+    def file(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
 class Source(Enum):
     GO = "go"  # go install MODULE@vVERSION
     PYPI = "pypi"  # pip install NAME==VERSION (the project's dev extra pins the same)
@@ -57,6 +72,8 @@ class Tool:
     package: str  # Go module path of the command, PyPI name, or Debian package
     image: str  # repository:tag@sha256:digest used by the Dagger runner
     container_binary: str = ""  # absolute path inside the image when it is not on PATH
+    # The image has GNU coreutils' `timeout` (Debian-based): steps are stopped in the container.
+    container_timeout: bool = False
     container_setup: tuple[tuple[str, ...], ...] = field(default=())
     cache_dirs: tuple[tuple[str, str], ...] = ()  # (env var, path) the tool caches under
     container_env: tuple[tuple[str, str], ...] = ()  # set before the setup commands run
@@ -66,6 +83,8 @@ class Tool:
     # The container reads this package's own files: a module run with `python -m pipeline.…`
     # (so the heavy schema data stays out of the module runtime), or the built-in policies.
     runs_package: bool = False
+    # Go tools: the project's own release archives, installed without Go (pipeline.tool_archives).
+    archives: tuple[ReleaseArchive, ...] = ()
 
     @property
     def binary(self) -> str:
@@ -82,7 +101,10 @@ class Tool:
     @property
     def install_hint(self) -> str:
         if self.source is Source.GO:
-            return f"run `bash {INSTALL_SCRIPT}` (go install {self.install_spec} into .tools/bin)"
+            return (
+                f"run `bash {INSTALL_SCRIPT}` (its verified release archive, or "
+                f"go install {self.install_spec}, into .tools/bin)"
+            )
         if self.source is Source.PYPI:
             return f"run `pip install '{self.install_spec}'` (or `pip install -e '.[dev]'`)"
         return f"run `apt-get install {self.install_spec}`"
@@ -113,7 +135,115 @@ def _python_tool(
         ),
         cache_dirs=cache_dirs,
         runs_package=runs_package,
+        container_timeout=True,
     )
+
+
+# Official release archives of the Go tools and the SHA-256 sums their projects publish,
+# each cross-checked against public repositories that pin the same file. A platform left out
+# had no published sum we could confirm: there `tools --install` falls back to `go install`.
+def _helm_archive(platform: str, sha256: str) -> ReleaseArchive:
+    url = f"https://get.helm.sh/helm-v4.2.4-{platform}.tar.gz"
+    return ReleaseArchive(platform, url, sha256, f"{platform}/helm")
+
+
+# Source: the v4.2.4 release notes, github.com/helm/helm/releases/tag/v4.2.4, which list each
+# archive with its sum (also served as https://get.helm.sh/<file>.sha256sum). linux-amd64 and
+# linux-arm64 are pinned identically in other public repositories' installers and Dockerfiles.
+HELM_ARCHIVES = (
+    _helm_archive(
+        "linux-amd64", "c306b46f719b0a4da32d0f78ee21bf90ce8d602f15b22ab753f0674d1670a7f3"
+    ),
+    _helm_archive(
+        "linux-arm64", "564de2191b881e9f71b5606b25345821ea1682f06ab90499d3ab22b530176da1"
+    ),
+    _helm_archive(
+        "darwin-amd64", "6c163d687ca03c3b5c01928e53bbbcf9518278f47ce7a2f249a5a08e8bdaa2bc"
+    ),
+    _helm_archive(
+        "darwin-arm64", "d747eb4e28bd2727173d15b759fa0a17822291ec09db7ced3d55af290a3661a2"
+    ),
+)
+
+
+def _kubeconform_archive(platform: str, sha256: str) -> ReleaseArchive:
+    url = (
+        "https://github.com/yannh/kubeconform/releases/download/v0.7.0/"
+        f"kubeconform-{platform}.tar.gz"
+    )
+    return ReleaseArchive(platform, url, sha256, "kubeconform")
+
+
+# Source: the release's CHECKSUMS asset (github.com/yannh/kubeconform/releases/tag/v0.7.0), as
+# recorded in cashapp/hermit-packages kubeconform.hcl (commit fae401cc, sha256-source = that
+# CHECKSUMS file); the same four sums are pinned in other public repositories' install scripts.
+KUBECONFORM_ARCHIVES = (
+    _kubeconform_archive(
+        "linux-amd64", "c31518ddd122663b3f3aa874cfe8178cb0988de944f29c74a0b9260920d115d3"
+    ),
+    _kubeconform_archive(
+        "linux-arm64", "cc907ccf9e3c34523f0f32b69745265e0a6908ca85b92f41931d4537860eb83c"
+    ),
+    _kubeconform_archive(
+        "darwin-amd64", "c6771cc894d82e1b12f35ee797dcda1f7da6a3787aa30902a15c264056dd40d4"
+    ),
+    _kubeconform_archive(
+        "darwin-arm64", "b5d32b2cb77f9c781c976b20a85e2d0bc8f9184d5d1cfe665a2f31a19f99eeb9"
+    ),
+)
+
+
+def _conftest_archive(platform: str, release_platform: str, sha256: str) -> ReleaseArchive:
+    # goreleaser's uname-style names: Linux_x86_64, Darwin_arm64.
+    url = (
+        "https://github.com/open-policy-agent/conftest/releases/download/v0.69.0/"
+        f"conftest_0.69.0_{release_platform}.tar.gz"
+    )
+    return ReleaseArchive(platform, url, sha256, "conftest")
+
+
+# Source: the release's checksums.txt (github.com/open-policy-agent/conftest/releases/download/
+# v0.69.0/checksums.txt), as quoted by several public repositories' pinned installers that
+# agree. linux-arm64 and darwin-amd64 are left out: no two public sources confirmed a sum.
+CONFTEST_ARCHIVES = (
+    _conftest_archive(
+        "linux-amd64",
+        "Linux_x86_64",
+        "96fc2fbf11f0afde51256647127e6f00a64ce839a4d9a0a1aef2426c0e6f4b3f",
+    ),
+    _conftest_archive(
+        "darwin-arm64",
+        "Darwin_arm64",
+        "78302d045f0ec52e9786a06c6c621ac4516b4c5dd1e54efc8050c86c29b964d9",
+    ),
+)
+
+
+def _actionlint_archive(platform: str, sha256: str) -> ReleaseArchive:
+    url = (
+        "https://github.com/rhysd/actionlint/releases/download/v1.7.12/"
+        f"actionlint_1.7.12_{platform.replace('-', '_')}.tar.gz"
+    )
+    return ReleaseArchive(platform, url, sha256, "actionlint")
+
+
+# Source: the release's actionlint_1.7.12_checksums.txt
+# (github.com/rhysd/actionlint/releases/tag/v1.7.12), as quoted by many public repositories'
+# pinned installers and tests, all four platforms in agreement.
+ACTIONLINT_ARCHIVES = (
+    _actionlint_archive(
+        "linux-amd64", "8aca8db96f1b94770f1b0d72b6dddcb1ebb8123cb3712530b08cc387b349a3d8"
+    ),
+    _actionlint_archive(
+        "linux-arm64", "325e971b6ba9bfa504672e29be93c24981eeb1c07576d730e9f7c8805afff0c6"
+    ),
+    _actionlint_archive(
+        "darwin-amd64", "5b44c3bc2255115c9b69e30efc0fecdf498fdb63c5d58e17084fd5f16324c644"
+    ),
+    _actionlint_archive(
+        "darwin-arm64", "aba9ced2dee8d27fecca3dc7feb1a7f9a52caefa1eb46f3271ea66b6e0e6953f"
+    ),
+)
 
 
 TOOLS: dict[str, Tool] = {
@@ -127,6 +257,7 @@ TOOLS: dict[str, Tool] = {
             version_ldflag="helm.sh/helm/v4/internal/version.version=v4.2.4",
             image="docker.io/alpine/helm:4.2.4@sha256:76c375eed56144c68d6197c55bc5a4552fb42002190b796729901cbab3ae6e51",
             cache_dirs=(("HELM_CACHE_HOME", "/cache/helm"),),
+            archives=HELM_ARCHIVES,
         ),
         Tool(
             name="kubeconform",
@@ -136,6 +267,7 @@ TOOLS: dict[str, Tool] = {
             version_ldflag="main.version=v0.7.0",
             image="ghcr.io/yannh/kubeconform:v0.7.0@sha256:85dbef6b4b312b99133decc9c6fc9495e9fc5f92293d4ff3b7e1b30f5611823c",
             container_binary="/kubeconform",
+            archives=KUBECONFORM_ARCHIVES,
         ),
         Tool(
             name="conftest",
@@ -145,6 +277,7 @@ TOOLS: dict[str, Tool] = {
             version_ldflag="github.com/open-policy-agent/conftest/internal/version.Version=0.69.0",
             image="docker.io/openpolicyagent/conftest:v0.69.0@sha256:a38ba21668929a00dce2fe6ee43d1312228340bce5fd243f47dd0ce90516e558",
             runs_package=True,
+            archives=CONFTEST_ARCHIVES,
         ),
         Tool(
             name="actionlint",
@@ -153,10 +286,18 @@ TOOLS: dict[str, Tool] = {
             package="github.com/rhysd/actionlint/cmd/actionlint",
             version_ldflag="github.com/rhysd/actionlint.version=1.7.12",
             image="docker.io/rhysd/actionlint:1.7.12@sha256:b1934ee5f1c509618f2508e6eb47ee0d3520686341fec936f3b79331f9315667",
+            archives=ACTIONLINT_ARCHIVES,
         ),
         _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"), UV_CACHE)),
         _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"), UV_CACHE)),
-        _python_tool("pytest", "9.2.0", "pytest-cov==7.1.0", cache_dirs=(UV_CACHE,)),
+        _python_tool(
+            "pytest",
+            "9.2.0",
+            "pytest-cov==7.1.0",
+            # Names the test that hangs, within the step's time limit (pipeline.limits).
+            "pytest-timeout==2.4.0",
+            cache_dirs=(UV_CACHE,),
+        ),
         # The Kubernetes JSON schemas the offline bundle is made from (pipeline.schemas).
         _python_tool(
             "kubernetes-validate",
@@ -171,6 +312,7 @@ TOOLS: dict[str, Tool] = {
             source=Source.DEBIAN,
             package="git",
             image=DEBIAN_IMAGE,
+            container_timeout=True,
             container_setup=(
                 ("apt-get", "update"),
                 ("apt-get", "install", "-y", "--no-install-recommends", "git=1:2.39.5-0+deb12u3"),
@@ -182,6 +324,7 @@ TOOLS: dict[str, Tool] = {
             source=Source.DEBIAN,
             package="docker.io",
             image=DEBIAN_IMAGE,
+            container_timeout=True,
             container_setup=(
                 ("apt-get", "update"),
                 (
@@ -277,12 +420,51 @@ class ToolStatus:
         return self.path is not None and self.installed_version == self.tool.version
 
 
+def archive_record(binary: Path) -> Path:
+    """Where an archive install records what it verified, beside the binary."""
+    return binary.parent / f".{binary.name}.archive"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@cache
+def _recorded_version(binary: Path, size: int, mtime_ns: int) -> str | None:
+    del size, mtime_ns  # part of the cache key only: a replaced binary is read again
+    record = archive_record(binary)
+    try:
+        binary_sha256, version, *_ = record.read_text(encoding="utf-8").split()
+    except (OSError, ValueError):
+        return None
+    return version if file_sha256(binary) == binary_sha256 else None
+
+
+def go_tool_version(binary: Path) -> str | None:
+    """The version of a Go tool: its build info, else what a verified archive install recorded.
+
+    A release build may carry no usable module version in its build info ("(devel)"); the
+    record written after the archive's published sum matched names the version instead, and
+    counts only while the binary is byte for byte the one installed then.
+    """
+    resolved = binary.resolve()
+    found = go_module_version(resolved)
+    if found and found[0].isdigit():
+        return found
+    stat = resolved.stat()
+    return _recorded_version(resolved, stat.st_size, stat.st_mtime_ns) or found
+
+
 def inspect_tool(tool: Tool) -> ToolStatus:
     path = find_binary(tool)
     if path is None:
         return ToolStatus(tool, None, None)
     if tool.source is Source.GO:
-        return ToolStatus(tool, path, go_module_version(path.resolve()))
+        return ToolStatus(tool, path, go_tool_version(path))
     if tool.source is Source.PYPI:
         return ToolStatus(tool, path, _pypi_version(tool))
     return ToolStatus(tool, path, _debian_version(tool))

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
@@ -24,16 +24,19 @@ import anyio.to_thread
 import yaml
 
 from pipeline import policy, reports
+from pipeline.changes import Selection, changed_since, select
 from pipeline.chart_dependencies import ChartDependencies
 from pipeline.config import Waiver
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, not_utf8, parse_resources
 from pipeline.model import (
+    CONTAINER_MOUNTS,
     Arg,
     Finding,
     Ref,
     Result,
+    Root,
     Status,
     StepResult,
     killed_by_signal,
@@ -60,6 +63,8 @@ class Rendered:
     lint: list[Finding] = field(default_factory=list)
     render: list[Finding] = field(default_factory=list)
     steps: list[StepResult] = field(default_factory=list)
+    # Per resource, the line of its template where it starts (see _template_lines).
+    lines: list[int | None] = field(default_factory=list)
 
     def template_file(self, resource: Resource) -> str | None:
         if resource.template is None:
@@ -68,10 +73,22 @@ class Rendered:
         return self.target.chart.file(inside)
 
     def where(self, resource: Resource | None = None) -> dict[str, Any]:
+        if resource is None:
+            return {
+                "chart": self.target.chart.name,
+                "environment": self.target.environment,
+                "file": self.target.rendered_path,
+            }
+        lines = (
+            line
+            for known, line in zip(self.resources, self.lines, strict=False)
+            if known is resource
+        )
         return {
             "chart": self.target.chart.name,
             "environment": self.target.environment,
-            "file": self.template_file(resource) if resource else self.target.rendered_path,
+            "file": self.template_file(resource),
+            "line": next(lines, None),
         }
 
 
@@ -80,6 +97,7 @@ class Outcome:
     results: list[Result]
     rendered: list[Rendered]
     error: PipelineError | None = None
+    changes: Selection | None = None  # what `--changed-since` checked and what it skipped
 
     @property
     def status(self) -> Status:
@@ -95,13 +113,25 @@ async def validate(
     the run allows it; `ci` passes `nothing_is_skipped` and judges all its stages together.
     """
     run.out.mkdir(parents=True, exist_ok=True)
+    selection: Selection | None = None
     try:
         targets = plan_targets(run.config, run.environments)
         if "kubeconform" in checks:
             _check_crd_dirs(run)
+            if not run.schema_locations:  # flags are checked by the CLI, before anything runs
+                _check_schema_locations(run)
+        if run.changed_since is not None and targets:
+            changed = await changed_since(run, run.changed_since)
+            selection = select(run, run.changed_since, targets, changed)
+            targets = selection.targets
     except ConfigError as error:
         results = [Result("plan", Status.ERROR, str(error), (_config_finding(error),))]
         outcome = Outcome(results, [], error)
+        write_artifacts(run, outcome, checks)
+        return outcome
+    if selection is not None and not targets:
+        # Said, not silent: no chart changed, so none is checked, and the reports say why.
+        outcome = Outcome([selection.result()], [], changes=selection)
         write_artifacts(run, outcome, checks)
         return outcome
     if not targets:
@@ -114,6 +144,9 @@ async def validate(
         # The machine is not ready (a tool is missing): still leave a complete report behind.
         finding = Finding(check="setup", message=str(error), status=Status.ERROR)
         outcome = Outcome([Result("setup", Status.ERROR, str(error), (finding,))], [], error)
+    if selection is not None:
+        outcome.results.insert(0, selection.result())
+        outcome.changes = selection
     write_artifacts(run, outcome, checks)
     return outcome
 
@@ -176,7 +209,7 @@ async def _validate_targets(
     parsed = anyio.Event()
 
     async def parse() -> None:
-        await _parse_rendered(ok)
+        await _parse_rendered(run.source, ok)
         parsed.set()
 
     later: list[Callable[[], Awaitable[Result | None]]] = [parse]
@@ -194,10 +227,11 @@ async def _validate_targets(
     return Outcome(results + checked, rendered, error)
 
 
-async def _parse_rendered(rendered: Sequence[Rendered]) -> None:
+async def _parse_rendered(source: Path, rendered: Sequence[Rendered]) -> None:
     for item in rendered:
         try:
             item.resources = await anyio.to_thread.run_sync(parse_resources, item.text or "")
+            item.lines = await anyio.to_thread.run_sync(_template_lines, source, item)
         except yaml.YAMLError as exc:
             finding = Finding(
                 check="render", message=f"helm printed invalid YAML: {exc}", **item.where()
@@ -247,6 +281,55 @@ def _render_job(
         return result
 
     return job
+
+
+# A resource's own `kind:` is at the start of a line; a nested one (roleRef, scaleTargetRef) is not.
+_KIND_LINE = re.compile(
+    r"""^kind:[ \t]*["']?(?P<kind>[A-Za-z0-9]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE
+)
+
+
+def _template_lines(source: Path, item: Rendered) -> list[int | None]:
+    """The line of its chart template where each rendered resource starts, so a finding about
+    the resource lands where a reviewer can change it.
+
+    The nth resource of a kind from a template is the template's nth `kind:` line of that
+    kind (a loop renders many from its one line: the last); line 1 when the kind itself is
+    templated; None when the template is not in the repository (a dependency that was
+    built from Chart.lock).
+    """
+    kind_lines: dict[str, dict[str, list[int]] | None] = {}
+    rendered_so_far: dict[tuple[str, str], int] = {}
+    lines: list[int | None] = []
+    for resource in item.resources:
+        file = item.template_file(resource)
+        # Never read outside the repository, whatever a "# Source:" line says.
+        if file is None or ".." in PurePosixPath(file).parts:
+            lines.append(None)
+            continue
+        if file not in kind_lines:
+            kind_lines[file] = _kinds_by_line(source / file)
+        kinds = kind_lines[file]
+        if kinds is None:
+            lines.append(None)
+            continue
+        nth = rendered_so_far.get((file, resource.kind), 0)
+        rendered_so_far[file, resource.kind] = nth + 1
+        candidates = kinds.get(resource.kind)
+        lines.append(candidates[min(nth, len(candidates) - 1)] if candidates else 1)
+    return lines
+
+
+def _kinds_by_line(template: Path) -> dict[str, list[int]] | None:
+    """Each kind a template spells out, and the lines where it does; None when unreadable."""
+    try:
+        text = template.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    kinds: dict[str, list[int]] = {}
+    for match in _KIND_LINE.finditer(text):
+        kinds.setdefault(match["kind"], []).append(text.count("\n", 0, match.start()) + 1)
+    return kinds
 
 
 def _killed(step: StepResult, check: str, target: RenderTarget | None = None) -> Finding | None:
@@ -361,6 +444,9 @@ def _target_where(item: Rendered) -> dict[str, Any]:
 
 def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
     findings: list[Finding] = []
+    # One environment with everything switched off can be deliberate; a run in which nothing
+    # rendered a single resource checked nothing, and must not pass.
+    empty = Status.WARNING if any(item.resources for item in rendered) else Status.FAILED
     for item in rendered:
         if item.render:
             findings += item.render
@@ -370,9 +456,12 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
                 Finding(
                     check="render",
                     message="rendered no resources: every template is disabled or empty with "
-                    "these values",
-                    status=Status.WARNING,
-                    **_target_where(item),
+                    f"these values ({item.target.rendered_path} is empty)",
+                    status=empty,
+                    # The chart is what to look at; the empty render is only its outcome.
+                    chart=item.target.chart.name,
+                    environment=item.target.environment,
+                    file=f"{item.target.chart.path}/Chart.yaml",
                 )
             )
         else:
@@ -388,7 +477,7 @@ def _render_result(rendered: Sequence[Rendered], seconds: float) -> Result:
     status = Status.PASSED
     if any(f.status is Status.ERROR for f in findings):
         status = Status.ERROR
-    elif broken:
+    elif broken or any(f.status is Status.FAILED for f in findings):
         status = Status.FAILED
     elif not rendered:
         status = Status.SKIPPED
@@ -436,6 +525,30 @@ def _check_crd_dirs(run: Run) -> None:
                 "CRD schema directory does not exist",
                 file=run.config.file,
                 field=f"kubeconform.crd_schemas ({crd_dir})",
+            )
+
+
+def missing_schema_directory(location: str, source: Path) -> Path | None:
+    """The local folder a schema location reads that does not exist, or None.
+
+    A URL is kubeconform's to fetch; `bundled` and `default` are names; anything else is a
+    path (relative to the repository, where kubeconform runs), possibly with a template.
+    """
+    if location in {BUNDLED, "default"} or location.startswith(("http://", "https://")):
+        return None
+    fixed = location.split("{{", 1)[0]
+    folder = Path(fixed) if "{{" not in location or fixed.endswith("/") else Path(fixed).parent
+    folder = folder if folder.is_absolute() else source / folder
+    return None if folder.is_dir() else folder
+
+
+def _check_schema_locations(run: Run) -> None:
+    for location in run.config.kubeconform.schema_locations:
+        if missing_schema_directory(location, run.source) is not None:
+            raise ConfigError(
+                "schema location is a folder that does not exist",
+                file=run.config.file,
+                field=f"kubeconform.schema_locations ({location})",
             )
 
 
@@ -657,7 +770,9 @@ async def _policy(
         )
         steps.append(test)
         await parsed.wait()
-        findings += _test_findings(test, rendered, run.config.policy.waivers, today)
+        findings += _test_findings(
+            test, rendered, run.config.policy.waivers, today, _policy_roots(run)
+        )
     failed = [f for f in findings if f.status.failed]
     errors = [f for f in findings if f.status is Status.ERROR]
     status = Status.ERROR if errors else Status.FAILED if failed else Status.PASSED
@@ -700,6 +815,11 @@ def _expired(run: Run, waiver: Waiver) -> Finding:
     )
 
 
+def _policy_roots(run: Run) -> tuple[str, ...]:
+    """Where conftest sees the repository: on the host, or the container's mount."""
+    return (str(run.source), CONTAINER_MOUNTS[Root.SOURCE])
+
+
 def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
     killed = _killed(verify, "policy-verify")
     if killed is not None:
@@ -707,7 +827,7 @@ def _verify_findings(run: Run, verify: StepResult) -> list[Finding]:
     try:
         outcome = conftest.parse_verify(verify.stdout, run.config.policy.path)
     except conftest.OutputError as exc:
-        return [
+        return conftest.load_errors("policy-verify", verify.stderr, _policy_roots(run)) or [
             Finding(
                 check="policy-verify",
                 message=f"{exc}; stderr: {verify.stderr.strip()[:500]}",
@@ -751,7 +871,11 @@ def _waive(
 
 
 def _test_findings(
-    test: StepResult, rendered: Sequence[Rendered], waivers: Sequence[Waiver], today: dt.date
+    test: StepResult,
+    rendered: Sequence[Rendered],
+    waivers: Sequence[Waiver],
+    today: dt.date,
+    roots: tuple[str, ...],
 ) -> list[Finding]:
     killed = _killed(test, "policy")
     if killed is not None:
@@ -759,7 +883,7 @@ def _test_findings(
     try:
         results, _ = conftest.parse(test.stdout)
     except conftest.OutputError as exc:
-        return [
+        return conftest.load_errors("policy", test.stderr, roots) or [
             Finding(
                 check="policy",
                 message=f"{exc}; stderr: {test.stderr.strip()[:500]}",
@@ -863,7 +987,7 @@ def write_artifacts(run: Run, outcome: Outcome, checks: Collection[str]) -> None
     image_tag = run.release_version or _single(tags.values())
     tag_lines = image_tag or "\n".join(f"{k}={v}" for k, v in sorted(tags.items()))
     reports.write_text(out_dir / ".image-tag", tag_lines + "\n" if tag_lines else "")
-    extra = {
+    extra: dict[str, object] = {
         "targets": [
             {
                 "chart": r.target.chart.name,
@@ -876,11 +1000,9 @@ def write_artifacts(run: Run, outcome: Outcome, checks: Collection[str]) -> None
         "image_tags": tags,
         "version": version or None,
     }
-    reports.write_json(out_dir / "summary.json", reports.summary_json(results, extra))
-    reports.write_text(
-        out_dir / "summary.md", reports.summary_markdown(results, "gitops-pipeline validate")
-    )
-    reports.write_text(out_dir / "junit.xml", reports.junit_xml(results))
+    if outcome.changes is not None:
+        extra["changed_since"] = outcome.changes.report()
+    reports.write_summaries(out_dir, run.source, results, "gitops-pipeline validate", extra)
 
 
 def _safe_image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:

@@ -159,3 +159,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         sys.stderr.write("\nprocesses left behind by the test run:\n  " + "\n  ".join(left) + "\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def child_processes(name: str) -> list[int]:
+    """This process's children running `name`, from /proc (comm is in parentheses)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8")
+        except OSError:
+            continue  # it ended meanwhile
+        command, _, rest = stat.rpartition(")")
+        if command.partition("(")[2] == name and int(rest.split()[1]) == os.getpid():
+            found.append(int(entry.name))
+    return found

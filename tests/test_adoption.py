@@ -190,6 +190,25 @@ def test_a_chart_that_renders_nothing_says_so(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     run = validate_repo(repo, tmp_path / "out")
-    (finding,) = [f for f in run.stage("render")["findings"] if f["status"] == "warning"]
+    # Its only environment rendered nothing: the run checked nothing, so it fails.
+    assert run.exit_code == 1
+    (finding,) = [f for f in run.stage("render")["findings"] if f["status"] == "failed"]
     assert "rendered no resources" in finding["message"]
     assert finding["chart"] == "podinfo"
+
+
+def test_one_environment_switched_off_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    source = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "tests" / "fixtures" / "repos" / "ok", source)
+    templates = source / "charts" / "web" / "templates"
+    for template in templates.iterdir():
+        text = template.read_text(encoding="utf-8")
+        template.write_text(f"{{{{- if not .Values.disabled }}}}\n{text}{{{{- end }}}}\n", "utf-8")
+    values = source / "charts" / "web" / "values-prd.yaml"
+    values.write_text(values.read_text(encoding="utf-8") + "disabled: true\n", encoding="utf-8")
+    run = validate_repo(source, tmp_path / "out")
+    assert run.exit_code == 0
+    (finding,) = [f for f in run.stage("render")["findings"] if f["status"] == "warning"]
+    assert (finding["chart"], finding["environment"]) == ("web", "prd")
+    assert "rendered no resources" in finding["message"]
+    assert finding["file"] == "charts/web/Chart.yaml"

@@ -16,8 +16,10 @@ import http.server
 import io
 import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURE_REPOS, RENDER_TOOLS, SHARED, CliRun, tool_marks
+from conftest import FIXTURE_REPOS, RENDER_TOOLS, SHARED, CliRun, child_processes, tool_marks
 from dagger import dag
 from services import find_services
 
@@ -104,6 +106,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.repository.requests.append(self.path)
+        if self.repository.hanging.is_set():
+            self.repository.released.wait(60)  # a repository that never answers
         if self.repository.private:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="charts"')
@@ -125,6 +129,8 @@ class ChartRepository:
         self.env = env
         self.requests: list[str] = []
         self.private = False  # answer 401 to everything, as a repository needing credentials
+        self.hanging = threading.Event()
+        self.released = threading.Event()
         handler = functools.partial(_Handler, directory=str(root), repository=self)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -136,6 +142,7 @@ class ChartRepository:
         run_helm(self.env, "repo", "index", str(self.root), "--url", self.url)
 
     def stop(self) -> None:
+        self.released.set()
         if self.thread.is_alive():
             self.server.shutdown()
             self.server.server_close()
@@ -513,3 +520,37 @@ def test_plan_lists_the_dependency_build_and_renders_the_copy(tmp_path: Path) ->
     assert "--plain-http" in steps
     assert "helm template web '$OUT/.cache/charts/web/web'" in steps
     assert "--values '$SOURCE/charts/web/values.yaml'" in steps
+
+
+def test_a_dependency_build_killed_by_a_signal_names_it(
+    tmp_path: Path,
+    helm_env: dict[str, str],
+    chart_repository: ChartRepository,
+    pipeline_cache: Path,
+) -> None:
+    del pipeline_cache
+    chart_repository.publish(dependency_chart(tmp_path / "charts", "0.1.0"))
+    source = parent_repo(tmp_path, helm_env, chart_repository.url, lock=True)
+    chart_repository.hanging.set()  # helm waits for the archive: it is killed meanwhile
+    killed: list[int] = []
+
+    def kill_the_build() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in child_processes("helm"):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"dependency" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_the_build)
+    watcher.start()
+    run = validate(source, tmp_path / "out")
+    watcher.join()
+    assert killed, "helm dependency build never started"
+    assert run.exit_code == 1
+    problem = render_problem(run)
+    assert problem["file"] == f"{PARENT}/Chart.lock"
+    assert "helm was killed by SIGKILL (exit code -9) while running" in problem["message"]
+    assert "dependency" in problem["message"]

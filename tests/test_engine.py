@@ -489,6 +489,96 @@ def test_the_cli_runs_on_the_engine(engine: Engine, tmp_path: Path) -> None:
     assert theirs == ours
 
 
+HANGING_SUITE = (
+    "import time\n\n"
+    "def test_before():\n    pass\n\n"
+    "def test_hangs():\n    time.sleep(300)\n\n"
+    "def test_after():\n    pass\n"
+)
+
+
+def test_time_limits_hold_in_the_engine(engine: Engine, tmp_path: Path) -> None:
+    """pytest-timeout names the hanging test in the container too, and the rest still run."""
+    repo = tmp_path / "hangs"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "hangs"\nversion = "0.1.0"\n', encoding="utf-8"
+    )
+    (repo / "tests" / "test_suite.py").write_text(HANGING_SUITE, encoding="utf-8")
+    engine.use_look_alikes(repo)
+    out = tmp_path / "out"
+    done = engine.dagger(
+        "run",
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "test",
+        "--runner",
+        "dagger",
+        "--timeout",
+        "20",
+        "--source",
+        str(repo),
+        "--out",
+        str(out),
+        cwd=REPO_ROOT,
+    )
+    assert done.exit_code == 1, done.stderr[-3000:]
+    (stage,) = summary(out)["stages"]
+    (hung,) = stage["findings"]
+    assert "test_hangs" in hung["message"]
+    assert "Timeout (>16" in hung["message"]
+    assert (hung["file"], hung["line"]) == ("tests/test_suite.py", 6)
+    assert "3 tests" in stage["summary"]
+
+
+STOPPED_FROM_OUTSIDE = """
+import asyncio, json, sys
+import dagger
+from dagger import dag
+from pathlib import Path
+from pipeline.model import Step
+from pipeline.runners.dagger_runner import DaggerRunner
+
+async def main() -> None:
+    async with dagger.connection(dagger.Config(log_output=sys.stderr)):
+        runner = DaggerRunner(
+            source=dag.directory(), out=Path(sys.argv[1]), images={"helm": sys.argv[2]},
+            timeouts={"helm": 3},
+        )
+        step = Step(name="sleeps", tool="helm", args=("4321",), container_argv0="/bin/sleep")
+        result = await runner.run(step)
+        print(json.dumps({"exit_code": result.exit_code, "stderr": result.stderr,
+                          "timed_out_after": result.timed_out_after, "seconds": result.duration}))
+
+asyncio.run(main())
+"""
+
+
+def test_an_image_without_gnu_timeout_is_stopped_from_the_client(
+    engine: Engine, tmp_path: Path
+) -> None:
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED_FROM_OUTSIDE, encoding="utf-8")
+    done = engine.dagger(
+        "run", sys.executable, str(script), str(tmp_path), engine.tool_images["helm"], cwd=REPO_ROOT
+    )
+    assert done.exit_code == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["exit_code"] == 124
+    assert result["timed_out_after"] == 3
+    assert "timed out after 3s in the Dagger engine" in result["stderr"]
+    assert result["seconds"] < 30
+    # Giving up the query stopped the exec in the engine too: no `sleep 4321` is left.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True, check=False)
+        if left.returncode != 0:
+            break
+        time.sleep(1)
+    assert left.returncode != 0, left.stdout
+
+
 # --- release side -------------------------------------------------------------------------------
 
 HELLO_DOCKERFILE = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import requires_tools
+from conftest import child_processes, requires_tools
 
 from pipeline import pychecks
 from pipeline.config import ReleaseConfig, load_config
@@ -103,21 +103,6 @@ def test_pytest_killed_by_a_signal_is_an_error_naming_it(tmp_path: Path, name: s
 # --- kubeconform killed from outside, by its process id -----------------------------------------
 
 
-def child_process(name: str) -> int | None:
-    """The id of this process's child running `name`, from /proc (comm is in parentheses)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="utf-8")
-        except OSError:
-            continue  # it ended meanwhile
-        command, _, rest = stat.rpartition(")")
-        if command.partition("(")[2] == name and int(rest.split()[1]) == os.getpid():
-            return int(entry.name)
-    return None
-
-
 @requires_tools("kubeconform")
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGKILL"])
 def test_a_tool_killed_from_outside_is_reported_with_the_signal(tmp_path: Path, name: str) -> None:
@@ -134,10 +119,10 @@ def test_a_tool_killed_from_outside_is_reported_with_the_signal(tmp_path: Path, 
         async with anyio.create_task_group() as group:
             group.start_soon(_append, results, LocalRunner(source=source, out=out), step)
             deadline = time.monotonic() + 30
-            while (pid := child_process("kubeconform")) is None:
+            while not (found := child_processes("kubeconform")):
                 assert time.monotonic() < deadline, "kubeconform never started"
                 await anyio.sleep(0.05)
-            os.kill(pid, signal.Signals[name])
+            os.kill(found[0], signal.Signals[name])
 
     anyio.run(run_and_kill)
 

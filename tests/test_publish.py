@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, child_processes
 from services import Observed, Services, find_services, registry_request, remove_local_images
 
 from pipeline import publish
@@ -786,3 +788,45 @@ async def test_a_non_lower_case_name_is_rejected_before_docker_runs(
             docker_config=tmp_path / "docker-config",
         )
     assert runner.results == []
+
+
+@pytest.mark.anyio
+async def test_a_build_killed_by_a_signal_names_it(services: Services, tmp_path: Path) -> None:
+    context = tmp_path / "slow"
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nRUN sleep 300\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    run = Run(config=Config(source=tmp_path), runner=LocalRunner(source=tmp_path, out=out), out=out)
+    killed: list[int] = []
+    errors: list[publish.BuildError] = []
+
+    async def kill_the_build() -> None:
+        with anyio.fail_after(60):
+            while not (found := child_processes("docker")):  # noqa: ASYNC110 - polls /proc
+                await anyio.sleep(0.05)
+        await anyio.sleep(1)  # into the build, not its start-up
+        os.kill(found[0], signal.SIGKILL)
+        killed.append(found[0])
+
+    async def build() -> None:
+        try:
+            await publish.build(
+                run,
+                image=f"{services.registry}/acme/slow-{RUN_ID}",
+                dockerfile="slow/Dockerfile",
+                context="slow",
+                labels={},
+                build_args={"BASE": services.base_image},
+                docker_config=tmp_path / "docker-config",
+                revision=SHA,
+            )
+        except publish.BuildError as error:
+            errors.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(kill_the_build)
+        group.start_soon(build)
+    assert killed
+    (error,) = errors
+    assert "docker was killed by SIGKILL (exit code -9) while running" in str(error)

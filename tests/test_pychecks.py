@@ -28,7 +28,7 @@ from pipeline import pychecks
 from pipeline.cli import main
 from pipeline.config import CONFIG_FILE, load_config
 from pipeline.errors import ConfigError
-from pipeline.run import Run
+from pipeline.run import Run, default_cache_dir
 from pipeline.runners.local import LocalRunner
 
 PYTHON_TOOLS = ("ruff", "mypy", "pytest")
@@ -62,11 +62,9 @@ def run_cli(verb: str, source: Path, out: Path, *extra: str) -> CliRun:
     return CliRun(code, stdout.getvalue(), stderr.getvalue(), source, out, report)
 
 
-def python_fixture(name: str, target: Path, mypy_cache: Path | None = None) -> Path:
-    """A private copy of tests/fixtures/python/<name> at `target`, optionally with a mypy cache."""
+def python_fixture(name: str, target: Path) -> Path:
+    """A private copy of tests/fixtures/python/<name> at `target`."""
     shutil.copytree(FIXTURES / name, target, dirs_exist_ok=True)
-    if mypy_cache is not None:
-        shutil.copytree(mypy_cache, target / ".mypy_cache")
     return target
 
 
@@ -90,8 +88,9 @@ def coverage_rate(path: Path) -> float:
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mypy's cache of the standard library under the fixtures' settings, built once.
 
-    Each copy gets its own copy of it: a cold mypy spends most of its time on the standard
-    library. It holds no module of the fixture projects, so it cannot hide their errors.
+    The local runner gives mypy one cache of its own outside the repository, shared by every
+    run as a Dagger cache volume is: the runs after this one find the standard library
+    there. It holds no module of the fixture projects, so it cannot hide their errors.
     """
     project = tmp_path_factory.mktemp("mypy-warm-up") / "project"
     project.mkdir()
@@ -99,7 +98,10 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "warm_up.py").write_text('"""Nothing to check."""\n', encoding="utf-8")
     run = run_cli("typecheck", project, project.parent / "artifacts")
     assert run.exit_code == 0, run.stdout + run.stderr
-    return project / ".mypy_cache"
+    assert not (project / ".mypy_cache").exists(), "the repository is left as it was"
+    cache = default_cache_dir() / "tools" / "mypy"
+    assert cache.is_dir()
+    return cache
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,7 @@ def checked(
     def get(name: str, verb: str) -> CliRun:
         if name not in copies:
             target = tmp_path_factory.mktemp(name) / "project"
-            copies[name] = python_fixture(name, target, mypy_cache)
+            copies[name] = python_fixture(name, target)
         if (name, verb) not in done:
             source = copies[name]
             done[name, verb] = run_cli(verb, source, source.parent / f"artifacts-{verb}")
@@ -262,7 +264,7 @@ def services(tmp_path_factory: pytest.TempPathFactory, mypy_cache: Path) -> Call
     """A repository with three projects under services/, listed in python.paths; each verb once."""
     source = tmp_path_factory.mktemp("services") / "repo"
     for name in SERVICES:
-        python_fixture(name, source / "services" / name, mypy_cache)
+        python_fixture(name, source / "services" / name)
     write_config(source, f"python:\n  paths: [{', '.join(f'services/{n}' for n in SERVICES)}]\n")
     done: dict[str, CliRun] = {}
 
@@ -362,6 +364,7 @@ def test_python_matrix_needs_the_dagger_runner(tmp_path: Path) -> None:
         runner=LocalRunner(source=source, out=out),
         out=out,
         python_versions=("3.12",),
+        on_host=True,
     )
 
     with pytest.raises(ConfigError, match="needs the Dagger runner") as caught:
@@ -376,7 +379,7 @@ def test_mypy_config_outside_the_mypy_section_keeps_the_default_target(
 ) -> None:
     # BUG: pychecks.mypy_targets treats the word "files" anywhere in setup.cfg (here
     # `data_files`) as mypy's `files` setting and runs mypy without targets, which fails.
-    source = python_fixture("ok", tmp_path / "project", mypy_cache)
+    source = python_fixture("ok", tmp_path / "project")
     (source / "setup.cfg").write_text(
         "[options.data_files]\nshare = README.txt\n", encoding="utf-8"
     )
@@ -395,7 +398,7 @@ def project_with_charts(
 ) -> Path:
     """A fixture repository's charts, the policies and a fixture project at the root."""
     source = fixture_repo(charts, base)
-    return python_fixture(project, source, mypy_cache)
+    return python_fixture(project, source)
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,11 @@ def test_dagger_runner_starts_from_the_table_image(tool: Any, tmp_path: Path) ->
     assert setup == [list(command) for command in tool.container_setup]
     name, args = chain[-1]
     assert name == "withExec"
-    assert args["args"] == [tool.argv0_in_container(), "--version"]
+    command = [tool.argv0_in_container(), "--version"]
+    if tool.container_timeout:
+        # Stopped in the container at the step's limit (600s by default), by GNU timeout.
+        command = ["timeout", "--signal=TERM", "--kill-after=5", "600", *command]
+    assert args["args"] == command
 
 
 def test_dagger_runner_follows_a_change_in_the_table(
@@ -244,3 +248,18 @@ def test_install_script_takes_its_versions_from_the_table() -> None:
     for tool in TOOLS.values():
         if tool.source is Source.GO:
             assert tool.version not in text, f"{INSTALL_SCRIPT} hard-codes {tool.name}'s version"
+
+
+def test_install_script_without_a_venv_says_in_one_line_what_to_run(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        ["bash", str(REPO_ROOT / INSTALL_SCRIPT)],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": str(tmp_path / "no-venv" / "python")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert completed.returncode == 3
+    assert completed.stderr.count("\n") == 1
+    assert "create the venv first: python3 -m venv .venv" in completed.stderr

@@ -9,14 +9,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import dagger
 from dagger import dag
 
 from pipeline.errors import SetupError
+from pipeline.limits import STOP_GRACE_SECONDS, step_limit
 from pipeline.model import CONTAINER_MOUNTS, Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.tools import PACKAGE_ROOT, Tool, get_tool
 
 CACHE_PREFIX = "gitops-pipeline"
+TIMEOUT_EXIT_CODE = 124  # GNU timeout's, as the local runner reports a stopped step
+# Beyond the in-container limit and its grace period: time for the engine to hand back a
+# stopped step's exit code before the query itself is given up.
+ENGINE_SLACK_SECONDS = 30.0
 PACKAGE_MOUNT = CONTAINER_MOUNTS[Root.PACKAGE].rsplit("/", 1)[0]
 
 
@@ -97,6 +103,11 @@ class DaggerRunner:
     secrets: Mapping[str, dagger.Secret] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)  # tool name -> image override
     services: Mapping[str, dagger.Service] = field(default_factory=dict)  # hostname -> service
+    # Seconds per tool, "default" for the others (pipeline.yaml `timeouts`, --timeout).
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+
+    def time_limit(self, step: Step) -> float:
+        return step_limit(self.timeouts, step.tool, step.timeout)
 
     def _secret(self, ref: SecretRef) -> dagger.Secret:
         given = self.secrets.get(ref.source)
@@ -135,6 +146,16 @@ class DaggerRunner:
         tool = get_tool(step.tool)
         argv0 = step.container_argv0 or tool.argv0_in_container()
         argv = [argv0, *(self._arg(a) for a in step.args)]
+        if tool.container_timeout:
+            # Stopped inside the container, so the step's outputs so far (pytest's partial
+            # JUnit) are still exported; an image without GNU timeout is stopped from here.
+            argv = [
+                "timeout",
+                f"--signal={step.stop_signal.removeprefix('SIG')}",
+                f"--kill-after={STOP_GRACE_SECONDS:g}",
+                f"{self.time_limit(step):g}",
+                *argv,
+            ]
         container = self.container(step)
         if step.stdin_secret is not None:
             # Dagger's stdin is plain text in the query; a secret goes in as a mounted file.
@@ -154,8 +175,26 @@ class DaggerRunner:
     async def run(self, step: Step) -> StepResult:
         started = time.monotonic()
         executed = self.executed(step)
+        limit = self.time_limit(step)
+        tool = get_tool(step.tool)
+        deadline = (
+            limit + STOP_GRACE_SECONDS + ENGINE_SLACK_SECONDS if tool.container_timeout else limit
+        )
         try:
-            exit_code = await executed.exit_code()
+            with anyio.move_on_after(deadline) as scope:
+                exit_code = await executed.exit_code()
+            if scope.cancelled_caught:
+                # Giving up the query cancels the exec in the engine; nothing comes back.
+                return StepResult(
+                    step=step,
+                    exit_code=TIMEOUT_EXIT_CODE,
+                    stdout="",
+                    stderr=f"timed out after {limit:g}s in the Dagger engine (the step's time "
+                    "limit: pipeline.yaml `timeouts`, or --timeout); its output is lost",
+                    outputs=(),
+                    duration=time.monotonic() - started,
+                    timed_out_after=limit,
+                )
         except dagger.ExecError as error:
             # The step's own command never fails this way (any exit code is a result): a
             # command that prepares its container did (installing a tool or dependencies).
@@ -183,14 +222,26 @@ class DaggerRunner:
             exported = executed.directory(CONTAINER_MOUNTS[Root.OUT]).filter(include=include)
             await exported.export(str(self.out))
             produced = tuple(o for o in step.outputs if (self.out / o).exists())
+        timed_out = tool.container_timeout and _stopped_by_timeout(exit_code)
+        if timed_out:
+            stderr += (
+                f"\ntimed out after {limit:g}s (the step's time limit: pipeline.yaml `timeouts`, "
+                "or --timeout)\n"
+            )
         return StepResult(
             step=step,
-            exit_code=exit_code,
+            exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
             stdout=stdout,
             stderr=stderr,
             outputs=produced,
             duration=time.monotonic() - started,
+            timed_out_after=limit if timed_out else None,
         )
+
+
+def _stopped_by_timeout(exit_code: int) -> bool:
+    # GNU timeout: 124 when the command stopped on its signal, 128+9 when it had to be killed.
+    return exit_code in {TIMEOUT_EXIT_CODE, 128 + 9}
 
 
 def _tail(text: str, limit: int = 2000) -> str:

@@ -14,11 +14,12 @@ import anyio
 from anyio.abc import Process
 
 from pipeline.errors import ConfigError
+from pipeline.limits import STOP_GRACE_SECONDS, step_limit
 from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
-from pipeline.tools import PACKAGE_ROOT, require
+from pipeline.step_cache import StepCache
+from pipeline.tools import PACKAGE_ROOT, UV_CACHE, get_tool, require
 
-TIMEOUT_EXIT_CODE = 124
-STOP_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a step is stopped
+TIMEOUT_EXIT_CODE = 124  # as GNU timeout reports a command it stopped
 REDACTED = "***"
 
 
@@ -30,13 +31,33 @@ class LocalRunner:
     out: Path
     # Seconds per tool, "default" for the others (pipeline.yaml `timeouts`, --timeout).
     timeouts: Mapping[str, float] = field(default_factory=dict)
+    # Replays passed steps whose inputs did not change (None: every step runs).
+    cache: StepCache | None = None
+    # Where tools keep their own caches (ruff's, mypy's), as a container's cache volume: never
+    # the repository, which a check must leave as it found it. None: the tools' defaults.
+    tool_caches: Path | None = None
 
     def time_limit(self, step: Step) -> float:
-        return self.timeouts.get(step.tool, self.timeouts.get("default", step.timeout))
+        return step_limit(self.timeouts, step.tool, step.timeout)
 
     def resolve(self, ref: Ref) -> Path:
         base = {Root.SOURCE: self.source, Root.OUT: self.out, Root.PACKAGE: PACKAGE_ROOT}
         return base[ref.root] / ref.path
+
+    def _tool_cache_env(self, tool_name: str) -> dict[str, str]:
+        """The tool's cache variables, unless the user's environment sets them.
+
+        One cache per tool, shared by every repository, as a Dagger cache volume is: mypy's
+        typeshed analysis is the same for all of them, and each entry is checked against
+        its source before it is used.
+        """
+        if self.tool_caches is None:
+            return {}
+        return {
+            variable: str(self.tool_caches / tool_name)
+            for variable, _ in get_tool(tool_name).cache_dirs
+            if variable not in os.environ and variable != UV_CACHE[0]
+        }
 
     def _arg(self, arg: Arg) -> str:
         if isinstance(arg, Joined):
@@ -45,9 +66,25 @@ class LocalRunner:
 
     async def run(self, step: Step) -> StepResult:
         binary = require(step.tool)
+        if self.cache is None or not step.cacheable or step.secrets or step.stdin_secret:
+            return await self._run(step, binary)
+        key = await anyio.to_thread.run_sync(self.cache.key, step, self.resolve, binary)
+        hit = await anyio.to_thread.run_sync(self.cache.load, key, step, self.out)
+        if hit is not None:
+            return hit
+        result = await self._run(step, binary)
+        await anyio.to_thread.run_sync(self.cache.store, key, result, self.out)
+        return result
+
+    async def _run(self, step: Step, binary: Path) -> StepResult:
         argv = [str(binary), *(self._arg(a) for a in step.args)]
         secrets = {s.variable: _read_secret(s) for s in step.secrets}
-        env = {**os.environ, **{k: self._arg(v) for k, v in step.env}, **secrets}
+        env = {
+            **os.environ,
+            **self._tool_cache_env(step.tool),
+            **{k: self._arg(v) for k, v in step.env},
+            **secrets,
+        }
         cwd = self.resolve(step.workdir)
         started = time.monotonic()
         stdin = step.stdin.encode() if step.stdin is not None else None
@@ -56,7 +93,11 @@ class LocalRunner:
             secret_input = _read_secret(step.stdin_secret)
             redact.append(secret_input)
             stdin = secret_input.encode()
-        exit_code, stdout, stderr = await _spawn(argv, cwd, env, stdin, self.time_limit(step))
+        limit = self.time_limit(step)
+        stop = signal.Signals[step.stop_signal]
+        exit_code, stdout, stderr = await _spawn(
+            argv, cwd, env, stdin, limit_seconds=limit, stop=stop
+        )
         return StepResult(
             step=step,
             exit_code=exit_code,
@@ -64,11 +105,18 @@ class LocalRunner:
             stderr=_redact(stderr, redact),
             outputs=tuple(o for o in step.outputs if (self.out / o).exists()),
             duration=time.monotonic() - started,
+            timed_out_after=limit if exit_code == TIMEOUT_EXIT_CODE else None,
         )
 
 
 async def _spawn(
-    argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None, limit_seconds: float
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    stdin: bytes | None,
+    *,
+    limit_seconds: float,
+    stop: signal.Signals,
 ) -> tuple[int, str, str]:
     stdout_chunks: list[bytes] = []
     stderr_chunks: list[bytes] = []
@@ -86,7 +134,13 @@ async def _spawn(
                     await process.stdin.aclose()
                 await process.wait()
         if scope.cancelled_caught:
-            await _stop_group(process)
+            # Still draining: what the tool writes while it stops (pytest's report of the
+            # test it was in) is part of its output.
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_drain_while_stopping, process.stdout, stdout_chunks)
+                    tg.start_soon(_drain_while_stopping, process.stderr, stderr_chunks)
+                    await _stop_group(process, stop)
             stderr_chunks.append(
                 f"\ntimed out after {limit_seconds:g}s (the step's time limit: "
                 "pipeline.yaml `timeouts`, or --timeout)\n".encode()
@@ -94,17 +148,17 @@ async def _spawn(
             return TIMEOUT_EXIT_CODE, _text(stdout_chunks), _text(stderr_chunks)
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop_group(process)
+            await _stop_group(process, stop)
         await process.aclose()
     return process.returncode or 0, _text(stdout_chunks), _text(stderr_chunks)
 
 
-async def _stop_group(process: Process) -> None:
-    """SIGTERM to the tool's process group, SIGKILL after a grace period; reap the tool.
+async def _stop_group(process: Process, stop: signal.Signals) -> None:
+    """`stop` to the tool's process group, SIGKILL after a grace period; reap the tool.
 
     Also after the tool exited by itself: anything it left running in its group goes too.
     """
-    _signal_group(process.pid, signal.SIGTERM)
+    _signal_group(process.pid, stop)
     if process.returncode is None:
         with anyio.move_on_after(STOP_GRACE_SECONDS):
             await process.wait()
@@ -122,6 +176,14 @@ async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) 
         return
     async for chunk in stream:
         into.append(chunk)
+
+
+async def _drain_while_stopping(
+    stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]
+) -> None:
+    # Bounded: a process outside the group may hold the pipe open after the group is gone.
+    with anyio.move_on_after(STOP_GRACE_SECONDS + 1):
+        await _drain(stream, into)
 
 
 def _text(chunks: list[bytes]) -> str:

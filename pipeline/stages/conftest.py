@@ -35,6 +35,7 @@ def policy_test_step(
         tool="conftest",
         args=("test", *_common(policies, data), "--all-namespaces", "--output", "json", *files),
         inputs=(*policies, *files),
+        cacheable=True,
     )
 
 
@@ -45,6 +46,7 @@ def verify_step(policy: str, data: Sequence[str] = ()) -> Step:
         tool="conftest",
         args=("verify", *_common([src(policy)], data), "--output", "json"),
         inputs=(src(policy),),
+        cacheable=True,
     )
 
 
@@ -146,3 +148,34 @@ def parse_verify(stdout: str, policy: str) -> VerifyOutcome:
                 )
             )
     return VerifyOutcome(passed, failed)
+
+
+# OPA's load errors on stderr: `policy/x.rego:5: rego_parse_error: unexpected } token`.
+_LOAD_ERROR = re.compile(
+    r"^(?:.*?\s)?(?P<file>[^\s:]+\.rego):(?P<line>[0-9]{1,9}): (?P<kind>rego_\w+_error): "
+    r"(?P<message>.+)$",
+    re.MULTILINE,
+)
+
+
+def load_errors(check: str, stderr: str, roots: Sequence[str]) -> list[Finding]:
+    """Policies that OPA could not load, each at its file and line (relative to a root)."""
+    findings: list[Finding] = []
+    for found in _LOAD_ERROR.finditer(stderr):
+        file = found["file"]
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            if file.startswith(prefix):
+                file = file.removeprefix(prefix)
+                break
+        findings.append(
+            Finding(
+                check=check,
+                message=f"{found['kind']}: {found['message'].strip()}",
+                status=Status.ERROR,
+                file=file,
+                line=int(found["line"]),
+                rule=found["kind"],
+            )
+        )
+    return findings

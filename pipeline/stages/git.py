@@ -258,3 +258,37 @@ def push_rejected(stderr: str, stdout: str) -> bool:
 def tag_created(stdout: str, tag: str) -> bool:
     """--porcelain prints "*" for a ref this push created ("=" when it was already there)."""
     return any(line.startswith(f"*\trefs/tags/{tag}:") for line in stdout.splitlines())
+
+
+def merge_base_step(ref: str) -> Step:
+    """Where the branch left `ref`: a pull request's changes are those since that commit."""
+    return Step(
+        name="git-merge-base",
+        tool="git",
+        # --end-of-options: a ref that starts with "-" is a ref, not an option.
+        args=("merge-base", "--end-of-options", ref, "HEAD"),
+        workdir=src(),
+    )
+
+
+def changed_files_step(commit: str) -> Step:
+    """Tracked files that differ between `commit` and the work tree, NUL-separated."""
+    return Step(
+        name="git-diff-names",
+        tool="git",
+        args=("diff", "--name-only", "--no-renames", "-z", commit, "--"),
+        workdir=src(),
+    )
+
+
+def untracked_files_step() -> Step:
+    return Step(
+        name="git-untracked",
+        tool="git",
+        args=("ls-files", "-z", "--others", "--exclude-standard"),
+        workdir=src(),
+    )
+
+
+def nul_separated(stdout: str) -> list[str]:
+    return [name for name in stdout.split("\0") if name]

@@ -49,6 +49,7 @@ def lint_step(target: RenderTarget, kube_version: str, chart: Ref | None = None)
             chart,
         ),
         inputs=(chart, *(src(v) for v in target.values)),
+        cacheable=True,
     )
 
 
@@ -74,6 +75,7 @@ def template_step(target: RenderTarget, kube_version: str, chart: Ref | None = N
             *_values_args(target),
         ),
         inputs=(chart, *(src(v) for v in target.values)),
+        cacheable=True,
     )
 
 

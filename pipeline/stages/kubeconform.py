@@ -38,6 +38,7 @@ def step(files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg
         ),
         # Local schema bundles under OUT travel with the step into a container.
         inputs=(*files, *(loc for loc in schema_locations if isinstance(loc, Ref))),
+        cacheable=True,
     )
 
 
@@ -71,9 +72,12 @@ def parse(stdout: str, ignore_missing: Collection[str]) -> list[Verdict]:
     for index, entry in enumerate(_SHAPE.items(document.get("resources"), "resources")):
         where = f"resources[{index}]"
         resource = _SHAPE.mapping(entry, where)
-        status = STATUS.get(_SHAPE.text(resource, "status", where), Status.ERROR)
+        status_text = _SHAPE.text(resource, "status", where)
         message = _SHAPE.text(resource, "msg", where)
         kind = _SHAPE.text(resource, "kind", where)
+        if not status_text and not kind and not _SHAPE.text(resource, "name", where):
+            continue  # a file (or document) with no resource in it: nothing was validated
+        status = STATUS.get(status_text, Status.ERROR)
         if status is Status.FAILED and MISSING_SCHEMA in message and kind in ignore_missing:
             status = Status.SKIPPED
             message = f"no schema for {kind}; ignored by kubeconform.ignore_missing_schemas"
@@ -115,7 +119,7 @@ def describe(verdict: Verdict) -> str:
     return "; ".join(verdict.paths) if verdict.paths else verdict.message
 
 
-def to_finding(verdict: Verdict, **where: str | None) -> Finding:
+def to_finding(verdict: Verdict, **where: str | int | None) -> Finding:
     detail = describe(verdict)
     return Finding(
         check="kubeconform",

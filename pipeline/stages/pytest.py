@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -27,9 +28,13 @@ def coverage_path(project: str, python: str | None = None) -> str:
     return f"pytest/{slug(project, python)}/coverage.xml"
 
 
-def step(source: Path, project: str, python: str | None = None) -> Step:
+def step(
+    source: Path, project: str, python: str | None = None, *, per_test_seconds: float | None = None
+) -> Step:
     setup, argv0 = python_env.setup(source, project, "pytest", python)
     suffix = f"@py{python}" if python else ""
+    # pytest-timeout fails a test that runs longer, names it and goes on with the others.
+    per_test = () if per_test_seconds is None else (f"--timeout={per_test_seconds:g}",)
     return Step(
         name=f"pytest:{project}{suffix}",
         tool="pytest",
@@ -43,6 +48,7 @@ def step(source: Path, project: str, python: str | None = None) -> Step:
             "--cov",
             joined("--cov-report=xml:", out(coverage_path(project, python))),
             "--cov-report=term",
+            *per_test,
         ),
         workdir=src(project),
         # The source may be read-only (a container mount): coverage data goes to OUT.
@@ -51,6 +57,8 @@ def step(source: Path, project: str, python: str | None = None) -> Step:
         outputs=(junit_path(project, python), coverage_path(project, python)),
         container_setup=setup,
         container_argv0=argv0,
+        # As Ctrl-C does: pytest stops where it is and still writes the JUnit of what finished.
+        stop_signal="SIGINT",
     )
 
 
@@ -98,10 +106,14 @@ def _coverage_percent(coverage_xml: str) -> float | None:
     return round(fraction * 100, 2)
 
 
-def parse(project: str, junit_xml: str | None, coverage_xml: str | None) -> TestReport:
+def parse(
+    project: str, junit_xml: str | None, coverage_xml: str | None, roots: tuple[str, ...] = ()
+) -> TestReport:
     """Tests and failures from the JUnit report, and the line coverage in percent.
 
     A report that is not well-formed XML, or not that kind of report, is an OutputError.
+    `roots` are where the repository is (on the host, in a container): a module that
+    cannot be imported is named relative to it.
     """
     prefix = "" if project in {"", "."} else f"{project}/"
     failures: list[Finding] = []
@@ -109,6 +121,8 @@ def parse(project: str, junit_xml: str | None, coverage_xml: str | None) -> Test
     if junit_xml:
         root = _xml(junit_xml, "junit.xml", "JUnit", _JUNIT_ROOTS)
         for case in root.iter("testcase"):
+            if case.get("name") is None:
+                continue  # the test an interrupt stopped: pytest records it without a name
             tests += 1
             problem = case.find("failure")
             if problem is None:
@@ -117,16 +131,66 @@ def parse(project: str, junit_xml: str | None, coverage_xml: str | None) -> Test
                 continue
             file = case.get("file")
             line = case.get("line")
-            failures.append(
-                Finding(
-                    check="pytest",
-                    message=f"{case.get('classname')}::{case.get('name')}: "
-                    f"{(problem.get('message') or '').strip()[:500]}",
-                    file=f"{prefix}{file}" if file else None,
-                    line=int(line) + 1 if line and _LINE.fullmatch(line) else None,
-                    rule=problem.tag,
-                    status=Status.FAILED,
-                )
+            finding = Finding(
+                check="pytest",
+                message=f"{case.get('classname')}::{case.get('name')}: "
+                f"{(problem.get('message') or '').strip()[:500]}",
+                file=f"{prefix}{file}" if file else None,
+                line=int(line) + 1 if line and _LINE.fullmatch(line) else None,
+                rule=problem.tag,
+                status=Status.FAILED,
             )
+            if problem.get("message") == "collection failure":
+                finding = _collection_failure(finding, problem.text or "", roots)
+            failures.append(finding)
     percent = _coverage_percent(coverage_xml) if coverage_xml else None
     return TestReport(tests, failures, percent)
+
+
+# pytest's last words on an interrupt (SIGINT at a time limit): where the code was.
+_INTERRUPTED_AT = re.compile(
+    r"^(?P<file>\S.*?):(?P<line>[0-9]{1,9}): KeyboardInterrupt$", re.MULTILINE
+)
+
+
+def interrupted_at(output: str, roots: tuple[str, ...]) -> tuple[str, int] | None:
+    """The file and line pytest was running when it was interrupted, relative to a root."""
+    found = None
+    for found in _INTERRUPTED_AT.finditer(output):  # noqa: B007 - the last one is pytest's
+        pass
+    if found is None:
+        return None
+    file = found["file"]
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        if file.startswith(prefix):
+            file = file.removeprefix(prefix)
+            break
+    return file, int(found["line"])
+
+
+# A module that cannot be compiled: pytest's traceback ends with the compiler's own location.
+_COMPILE_ERROR_AT = re.compile(
+    r'^E\s+File "(?P<file>[^"]+)", line (?P<line>[0-9]{1,9})$', re.MULTILINE
+)
+_CAUSE = re.compile(r"^E\s+(?P<cause>\w+(?:Error|Exception)\b.*)$", re.MULTILINE)
+
+
+def _collection_failure(finding: Finding, traceback: str, roots: tuple[str, ...]) -> Finding:
+    """A test module pytest could not import: the error that stopped it, where it is."""
+    causes = _CAUSE.findall(traceback)
+    message = finding.message if not causes else f"{finding.message}: {causes[-1].strip()[:300]}"
+    located = list(_COMPILE_ERROR_AT.finditer(traceback))
+    if not located:
+        return dataclasses.replace(finding, message=message)
+    file = located[-1]["file"]
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        if file.startswith(prefix):
+            return dataclasses.replace(
+                finding,
+                message=message,
+                file=file.removeprefix(prefix),
+                line=int(located[-1]["line"]),
+            )
+    return dataclasses.replace(finding, message=f"{message} ({file}:{located[-1]['line']})")

@@ -1,0 +1,198 @@
+"""A content-addressed cache of steps for the local runner: Dagger's layer cache, on a host.
+
+A step's key is what can change its result: the tool (pinned version and the binary's
+identity), its argv, environment, stdin, working directory and declared outputs, the host
+paths its roots resolve to (tools print them), and the digest of every file it declares as an
+input. A hit restores the step's outputs into the artifacts directory and returns its result
+without running the tool. Only steps that say their inputs are complete (`Step.cacheable`)
+and that passed are kept: a failure, a timeout or a signal is never replayed, so an
+environment problem is always retried.
+
+Entries are written into a staging directory and renamed into place, so two runs sharing
+the cache never see half an entry; the cache is bounded by size, the least recently used
+entries going first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.model import Arg, Joined, Ref, Step, StepResult
+
+FORMAT = 1  # bump when the key or the entry layout changes: old entries are then never hit
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+CACHE_LIMIT_ENV = "GITOPS_PIPELINE_CACHE_MAX_MB"
+_RESULT = "result.json"
+_OUTPUTS = "outputs"
+
+
+@dataclass(frozen=True)
+class StepCache:
+    root: Path  # <cache dir>/steps
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def key(self, step: Step, resolve: Callable[[Ref], Path], binary: Path) -> str:
+        stat = binary.stat()
+        described = {
+            "format": FORMAT,
+            "tool": step.tool,
+            "binary": [str(binary), stat.st_size, stat.st_mtime_ns],
+            "args": [_arg(a, resolve) for a in step.args],
+            "env": [[name, _arg(value, resolve)] for name, value in step.env],
+            "stdin": step.stdin,
+            "workdir": str(resolve(step.workdir)),
+            "outputs": list(step.outputs),
+            "inputs": [[str(resolve(ref)), _digest(resolve(ref))] for ref in step.inputs],
+        }
+        text = json.dumps(described, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def load(self, key: str, step: Step, out: Path) -> StepResult | None:
+        """The stored result with its outputs restored under `out`, or None on a miss."""
+        entry = self._entry(key)
+        try:
+            data = json.loads((entry / _RESULT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # absent, or damaged: run the step and store it again
+        for relative in data["outputs"]:
+            stored = entry / _OUTPUTS / relative
+            target = out / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if stored.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(stored, target)
+            else:
+                shutil.copy2(stored, target)
+        with contextlib.suppress(OSError):
+            os.utime(entry)  # recently used: evicted last
+        return StepResult(
+            step=step,
+            exit_code=data["exit_code"],
+            stdout=data["stdout"],
+            stderr=data["stderr"],
+            outputs=tuple(data["outputs"]),
+            duration=0.0,
+            cached=True,
+        )
+
+    def store(self, key: str, result: StepResult, out: Path) -> None:
+        if not result.ok or result.timed_out_after is not None:
+            return
+        entry = self._entry(key)
+        if entry.exists():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=entry.parent))
+        try:
+            for relative in result.outputs:
+                source = out / relative
+                target = staging / _OUTPUTS / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, target)
+                else:
+                    shutil.copy2(source, target)
+            (staging / _RESULT).write_text(
+                json.dumps(
+                    {
+                        "exit_code": result.exit_code,
+                        "stdout": result.stdout,
+                        "stderr": result.stderr,
+                        "outputs": list(result.outputs),
+                        "seconds": round(result.duration, 3),
+                    }
+                ),
+                encoding="utf-8",
+            )
+            staging.rename(entry)  # atomic; another run that stored it first wins
+        except OSError:
+            pass  # a cache that cannot be written only costs the next run time
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.evict()
+
+    def evict(self) -> None:
+        """Remove the least recently used entries until the cache fits its bound."""
+        entries = []
+        total = 0
+        for entry in _entries(self.root):
+            try:
+                size = _size(entry)
+                entries.append((entry.stat().st_mtime, size, entry))
+            except OSError:
+                continue  # another run evicted it meanwhile
+            total += size
+        for _, size, entry in sorted(entries):
+            if total <= self.max_bytes:
+                return
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
+
+    def usage(self) -> tuple[int, int]:
+        """Entries and bytes in the cache."""
+        entries = list(_entries(self.root))
+        size = 0
+        for entry in entries:
+            with contextlib.suppress(OSError):  # another run evicted it meanwhile
+                size += _size(entry)
+        return len(entries), size
+
+    def clear(self) -> int:
+        """Remove every entry; the number removed."""
+        removed = 0
+        for entry in _entries(self.root):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def _entries(root: Path) -> Iterable[Path]:
+    """Complete entries: a staging directory (a dot name) is another run's, being written."""
+    if not root.is_dir():
+        return []
+    return [
+        entry
+        for shard in root.iterdir()
+        if shard.is_dir()
+        for entry in shard.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".")
+    ]
+
+
+def _size(entry: Path) -> int:
+    return sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+
+
+def _arg(arg: Arg, resolve: Callable[[Ref], Path]) -> str:
+    if isinstance(arg, Joined):
+        return "".join(_arg(part, resolve) for part in arg.parts)
+    return str(resolve(arg)) if isinstance(arg, Ref) else arg
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file, of a directory's files (names and contents), or "absent"."""
+    if path.is_file():
+        return _file_digest(path)
+    if not path.is_dir():
+        return "absent"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        digest.update(_file_digest(file).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

@@ -1,0 +1,158 @@
+"""The local runner's step cache: a re-run replays what did not change, and only that."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import fixture_repo, requires_tools
+from test_validate import run_cli
+
+from pipeline.model import Step, StepResult, src
+from pipeline.runners.local import LocalRunner
+from pipeline.step_cache import StepCache
+
+RENDER = ("helm", "kubeconform", "conftest")
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GITOPS_PIPELINE_CACHE", str(cache))
+    return cache
+
+
+def validate(source: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    code, _, _ = run_cli("validate", "--source", str(source), "--out", str(out), *extra)
+    return code, json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+def steps(summary: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {s["stage"]: (s["steps"], s["cached_steps"]) for s in summary["stages"]}
+
+
+def verdicts(summary: dict[str, Any]) -> list[tuple[str, str, str, list[dict[str, Any]]]]:
+    """Everything a reader acts on: stages, statuses, summaries and findings."""
+    return [(s["stage"], s["status"], s["summary"], s["findings"]) for s in summary["stages"]]
+
+
+def rendered(out: Path) -> dict[str, str]:
+    return {
+        p.relative_to(out).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted((out / "rendered").rglob("*.yaml"))
+    }
+
+
+@requires_tools(*RENDER)
+def test_a_rerun_with_nothing_changed_replays_every_step_with_the_same_reports(
+    tmp_path: Path,
+) -> None:
+    source = fixture_repo("ok", tmp_path)
+    out = tmp_path / "out"
+    code, cold = validate(source, out)
+    first_render = rendered(out)
+    assert code == 0
+    assert all(cached == 0 for _, cached in steps(cold).values())
+    code, warm = validate(source, out)
+    assert code == 0
+    assert verdicts(warm) == verdicts(cold)
+    assert rendered(out) == first_render
+    counts = steps(warm)
+    assert all(total > 0 and cached == total for total, cached in counts.values()), counts
+
+
+@requires_tools(*RENDER)
+def test_a_changed_values_file_reruns_only_its_chart(tmp_path: Path) -> None:
+    source = fixture_repo("ok", tmp_path)
+    shutil.copytree(source / "charts" / "web", source / "charts" / "api")
+    chart_yaml = source / "charts" / "api" / "Chart.yaml"
+    chart_yaml.write_text(
+        chart_yaml.read_text(encoding="utf-8").replace("name: web", "name: api"), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    validate(source, out)
+    # Every file of a chart's folder is an input of its steps (templates may read any of
+    # them through .Files): a values file there reruns that chart, both environments.
+    (source / "charts" / "web" / "values-prd.yaml").write_text(
+        "replicaCount: 3\n", encoding="utf-8"
+    )
+    code, warm = validate(source, out)
+    assert code == 0
+    counts = steps(warm)
+    assert counts["helm-lint"] == (4, 2)
+    assert counts["render"] == (4, 2)
+    # kubeconform and conftest read every rendered file at once: a changed one reruns them.
+    assert counts["kubeconform"] == (1, 0)
+    assert counts["policy"] == (1, 0)
+    assert "replicas: 3" in (out / "rendered" / "web" / "prd.yaml").read_text(encoding="utf-8")
+    _, fresh = validate(source, tmp_path / "fresh", "--no-cache")
+    assert verdicts(warm) == verdicts(fresh)
+
+
+@requires_tools(*RENDER)
+def test_a_failed_step_is_never_replayed(tmp_path: Path) -> None:
+    source = fixture_repo("template-error", tmp_path)
+    out = tmp_path / "out"
+    code, cold = validate(source, out)
+    assert code == 1
+    code, warm = validate(source, out)
+    assert code == 1
+    assert verdicts(warm) == verdicts(cold)
+    failed = [s for s in warm["stages"] if s["status"] in {"failed", "error"}]
+    assert failed
+    # Each failed stage ran again: at least one of its steps was not replayed.
+    assert all(s["cached_steps"] < s["steps"] for s in failed), failed
+
+
+@requires_tools(*RENDER)
+def test_no_cache_runs_every_step_and_cache_clear_empties_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    source = fixture_repo("ok", tmp_path)
+    out = tmp_path / "out"
+    validate(source, out)
+    _, again = validate(source, out, "--no-cache")
+    assert all(cached == 0 for _, cached in steps(again).values())
+    code, shown, _ = run_cli("cache", "info", "--format", "json")
+    assert code == 0
+    info = json.loads(shown)["result"]
+    assert info["directory"] == str(cache_dir / "steps")
+    assert info["entries"] > 0
+    code, cleared, _ = run_cli("cache", "clear")
+    assert code == 0
+    assert f"removed {info['entries']} cached step(s)" in cleared
+    assert not list((cache_dir / "steps").rglob("result.json"))
+
+
+@requires_tools("helm")
+def test_the_cache_keeps_to_its_size_bound_dropping_the_least_recently_used(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "chart").mkdir()
+    cache = StepCache(tmp_path / "steps", max_bytes=2_500)
+    runner = LocalRunner(source=tmp_path, out=tmp_path / "out", cache=cache)
+
+    def version_step(name: str) -> Step:
+        # `helm version` with a template: a real tool run, distinct per name, about 1 kB each.
+        template = name + "-{{ .Version }}" + "x" * 900
+        return Step(
+            name=name,
+            tool="helm",
+            args=("version", "--template", template),
+            cacheable=True,
+            inputs=(src("chart"),),
+        )
+
+    async def run_all() -> list[StepResult]:
+        return [await runner.run(version_step(n)) for n in ("a", "b", "c", "a")]
+
+    results = anyio.run(run_all)
+    assert [r.cached for r in results] == [False, False, False, False]
+    assert results[0].stdout.startswith("a-v")
+    entries, size = cache.usage()
+    assert size <= 2_500
+    assert entries == 2
