@@ -205,6 +205,43 @@ def test_validate_exports_every_report(engine: Engine, module: Path, tmp_path: P
     assert not (out / ".cache").exists()  # the schema bundle is not an artifact
 
 
+def test_validate_checks_only_what_changed_since_a_ref(
+    engine: Engine, module: Path, tmp_path: Path
+) -> None:
+    repo = chart_repo(engine, tmp_path / "repo", "ok")
+    api = repo / "charts" / "api"
+    shutil.copytree(repo / "charts" / "web", api)
+    chart_yaml = api / "Chart.yaml"
+    chart_yaml.write_text(
+        chart_yaml.read_text(encoding="utf-8").replace("name: web", "name: api"), "utf-8"
+    )
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "feat: two charts")
+    git(repo, "switch", "-q", "-c", "topic")
+    (api / "values-prd.yaml").write_text("replicaCount: 3\n", encoding="utf-8")
+    git(repo, "commit", "-q", "-am", "fix(api): three replicas in prd")
+    out = tmp_path / "artifacts"
+    engine.call(
+        module,
+        "validate",
+        "--changed-since",
+        "main",
+        "--git-dir",
+        str(repo / ".git"),
+        "export",
+        "--path",
+        str(out),
+        source=repo,
+    ).check()
+    data = summary(out)
+    assert data["status"] == "passed"
+    assert data["changed_since"]["checked"] == ["api"]
+    assert list(data["changed_since"]["skipped"]) == ["web"]
+    assert data["changed_since"]["changed_files"] == ["charts/api/values-prd.yaml"]
+    assert {t["chart"] for t in data["targets"]} == {"api"}
+
+
 @pytest.mark.parametrize(
     ("function", "stages"),
     [

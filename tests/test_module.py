@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,3 +317,23 @@ async def test_a_step_that_writes_the_source_hands_its_result_to_the_next_step(t
     # The askpass script comes from disk as it is (executable), declared as the push's input.
     assert 'include: [".cache/askpass.sh" ".cache/askpass.sh/**"]' in text
     assert 'withSecretVariable(name: "GITOPS_PIPELINE_GIT_TOKEN"' in text
+
+
+@pytest.mark.parametrize(
+    ("entry", "never"),
+    [
+        # The module runtime loads this on every call: the 100 MB schema package (its own step
+        # builds a bundle) and the progress display stay out.
+        ("pipeline.module", {"kubernetes_validate", "pipeline.progress"}),
+        # The CLI with the local runner: no Dagger client, no schema package, no rich.
+        ("pipeline.cli", {"dagger", "kubernetes_validate", "rich", "pipeline.tool_archives"}),
+    ],
+)
+def test_starting_up_imports_nothing_heavy(entry: str, never: set[str]) -> None:
+    probe = f"import sys, {entry}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = set(done.stdout.split())
+    assert entry in loaded
+    assert not loaded & never

@@ -156,3 +156,26 @@ def test_the_cache_keeps_to_its_size_bound_dropping_the_least_recently_used(
     entries, size = cache.usage()
     assert size <= 2_500
     assert entries == 2
+
+
+FIXTURES = sorted(p.name for p in (Path(__file__).parent / "fixtures" / "repos").iterdir())
+
+
+@requires_tools(*RENDER)
+@pytest.mark.parametrize("name", FIXTURES)
+def test_cached_runs_report_exactly_what_an_uncached_run_does(tmp_path: Path, name: str) -> None:
+    """Differential: every fixture, with the cache cold and warm, against no cache at all."""
+    source = fixture_repo(name, tmp_path)
+    code, plain = validate(source, tmp_path / "plain", "--no-cache")
+    out = tmp_path / "out"
+    cold_code, cold = validate(source, out)
+    first = rendered(out)
+    warm_code, warm = validate(source, out)
+    assert code == cold_code == warm_code
+    assert verdicts(plain) == verdicts(cold) == verdicts(warm)
+    assert rendered(out) == first == rendered(tmp_path / "plain")
+    for name_ in ("policy-results.json", "kubeconform.json"):
+        if (out / name_).is_file():
+            assert (out / name_).read_text(encoding="utf-8") == (
+                tmp_path / "plain" / name_
+            ).read_text(encoding="utf-8").replace(str(tmp_path / "plain"), str(out))
