@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 
 def fuzz(examples: int) -> settings:
-    """`examples` inputs per test; the counts below keep the whole file under ~20 s on 2 cores.
+    """`examples` inputs per test: thousands per parser, the whole file under a minute on 2 cores.
 
     No deadline: a shared CI machine's pauses are not slowness of the parser. No example
     database: every run explores afresh, and a failure prints the input that reproduces it.
@@ -140,7 +140,7 @@ KUBECONFORM_OUTPUT = record(
 )
 
 
-@fuzz(800)
+@fuzz(2400)
 @given(stdout=output_of(KUBECONFORM_OUTPUT), ignored=st.lists(st.sampled_from(["Widget", ""])))
 @example(stdout=DEEP_JSON, ignored=[])
 @example(stdout=LONG_INTEGER, ignored=[])
@@ -175,7 +175,7 @@ CONFTEST_OUTPUT = st.lists(
 )
 
 
-@fuzz(650)
+@fuzz(1950)
 @given(stdout=output_of(CONFTEST_OUTPUT))
 @example(stdout=DEEP_JSON)
 @example(stdout='{"a": 1}')  # iterating an object: AttributeError on str.get
@@ -216,7 +216,7 @@ RUFF_OUTPUT = st.lists(
 RUFF_DIFF = fragments("--- ", "+++ ", "@@ -", "app/x.py", "\n", " ", "12", ",3 +12,4 @@")
 
 
-@fuzz(650)
+@fuzz(1950)
 @given(
     stdout=output_of(RUFF_OUTPUT),
     diff=RUFF_DIFF,
@@ -252,7 +252,7 @@ MYPY_OUTPUT = st.lists(
 ).map("\n".join)
 
 
-@fuzz(450)
+@fuzz(1350)
 @given(stdout=MYPY_OUTPUT, project=st.sampled_from([".", "app"]))
 @example(stdout="{not json", project=".")  # JSONDecodeError escaped: mypy had no OutputError
 @example(stdout='{"line": "7"}', project=".")
@@ -308,7 +308,7 @@ BILLION_LAUGHS = (
 )
 
 
-@fuzz(1000)
+@fuzz(3000)
 @given(
     junit=st.none() | ANY_TEXT | JUNIT,
     coverage=st.none() | ANY_TEXT | COVERAGE,
@@ -345,7 +345,7 @@ GIT_OUTPUT = st.one_of(
 )
 
 
-@fuzz(600)
+@fuzz(1800)
 @pytest.mark.parametrize(
     "parse",
     [git.parse_is_shallow, git.parse_head, git.parse_tags, git.parse_log, git.parse_status],
@@ -386,7 +386,7 @@ HELM_OUTPUT = fragments(
 )
 
 
-@fuzz(1200)
+@fuzz(3600)
 @given(
     output=HELM_OUTPUT,
     repositories=st.lists(
@@ -500,7 +500,7 @@ def config_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("config-fuzz")
 
 
-@fuzz(600)
+@fuzz(1800)
 @given(content=CONFIG_BYTES)
 @example(content="key: \ufffe\n".encode("utf-16"))  # UnicodeDecodeError before
 @example(content=b"\xff\xfe\x00")
