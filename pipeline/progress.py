@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from pipeline.labels import StepLabel, step_label
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -27,41 +29,6 @@ class ProgressMode(enum.Enum):
     LIVE = "live"
     PLAIN = "plain"
     NONE = "none"
-
-
-# The stage of a step, by the action its name starts with ("helm-template:web/dev"). Steps of
-# other actions (git, docker) belong to the verb that runs them.
-STAGE_OF_ACTION: Mapping[str, str] = {
-    "helm-lint": "helm-lint",
-    "helm-template": "render",
-    "helm-dependency-build": "render",
-    "schema-bundle": "kubeconform",
-    "kubeconform": "kubeconform",
-    "conftest-test": "policy",
-    "conftest-verify": "policy",
-    "ruff-check": "lint",
-    "ruff-format": "lint",
-    "mypy": "typecheck",
-    "pytest": "test",
-}
-
-
-@dataclass(frozen=True)
-class StepLabel:
-    stage: str
-    subject: str  # chart/environment, Python project, image or registry; "" for a whole stage
-    tool: str  # the tool and its action: "helm template"
-
-    def __str__(self) -> str:
-        stage = "" if self.stage == self.tool else self.stage  # "kubeconform", not twice
-        return " ".join(part for part in (stage, self.subject, self.tool) if part)
-
-
-def step_label(step: Step, verb: str) -> StepLabel:
-    action, _, subject = step.name.partition(":")
-    detail = action.removeprefix(f"{step.tool}-")
-    tool = step.tool if detail == step.tool else f"{step.tool} {detail}"
-    return StepLabel(STAGE_OF_ACTION.get(action, verb), subject, tool)
 
 
 def step_outcome(result: StepResult | None) -> str:

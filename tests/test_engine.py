@@ -268,6 +268,18 @@ def test_each_part_of_validate(
         assert data["status"] == "passed"
 
 
+def test_the_engine_shows_steps_by_the_names_the_cli_shows(
+    engine: Engine, module: Path, tmp_path: Path
+) -> None:
+    repo = chart_repo(engine, tmp_path / "repo", "ok")
+    done = engine.call(
+        module, "render", "--env", "dev", "export", "--path", str(tmp_path / "out"), source=repo
+    ).check()
+    # dagger's plain progress prints each span's name: the same labels as `--progress plain`.
+    assert "render web/dev helm template" in done.stderr
+    assert "helm-lint web/dev helm lint" in done.stderr
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURE_REPOS.iterdir()))
 def test_both_runners_agree_on_every_fixture_repository(
     engine: Engine, module: Path, tmp_path: Path, name: str

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import anyio
 import dagger
-from dagger import dag
+from dagger import dag, telemetry
 
 from pipeline.errors import SetupError
+from pipeline.labels import step_label
 from pipeline.limits import STOP_GRACE_SECONDS, step_limit
 from pipeline.model import CONTAINER_MOUNTS, Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.tools import PACKAGE_ROOT, Tool, get_tool
@@ -28,6 +29,11 @@ PACKAGE_MOUNT = CONTAINER_MOUNTS[Root.PACKAGE].rsplit("/", 1)[0]
 
 def tool_container(tool: Tool, image: str = "") -> dagger.Container:
     """A tool's image (the pinned one unless `image` replaces it), setup and cache volumes."""
+    if not (image or tool.image):
+        raise SetupError(
+            f"{tool.name} has no pinned image: it runs on the host only "
+            f"(pipeline.yaml `tools.{tool.name}.image` can name one)"
+        )
     container = dag.container().from_(image or tool.image)
     for variable, value in tool.container_env:
         container = container.with_env_variable(variable, value)
@@ -173,6 +179,11 @@ class DaggerRunner:
         return container_path(arg) if isinstance(arg, Ref) else arg
 
     async def run(self, step: Step) -> StepResult:
+        # Named as the CLI's progress names it: the engine's own display reads the same way.
+        with telemetry.get_tracer().start_as_current_span(str(step_label(step, ""))):
+            return await self._run(step)
+
+    async def _run(self, step: Step) -> StepResult:
         started = time.monotonic()
         executed = self.executed(step)
         limit = self.time_limit(step)
