@@ -99,6 +99,18 @@ Name of the blueGreen preview Service.
 {{/*
 True (non-empty) when the workload is a blueGreen Rollout.
 */}}
+{{- define "chat.canaryServiceName" -}}
+{{- printf "%s-canary" (include "chat.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chat.analysisTemplateName" -}}
+{{- printf "%s-readyz" (include "chat.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chat.canary" -}}
+{{- if and .Values.rollout.enabled (eq .Values.rollout.strategy "canary") }}true{{ end }}
+{{- end }}
+
 {{- define "chat.blueGreen" -}}
 {{- if and .Values.rollout.enabled (eq .Values.rollout.strategy "blueGreen") }}true{{ end }}
 {{- end }}
