@@ -130,6 +130,6 @@ publish_debian
   echo "GITOPS_TEST_MODULE_BASE_IMAGE=python:3.11-slim"
   # The Python tools' image and the Debian tools' image run as their tags; Python 3.11 is the
   # version this machine can make, so it stands in under its own name, never under 3.12's.
-  echo "GITOPS_TEST_TOOL_IMAGES=helm=$(by_tag "$(image helm)") kubeconform=$(by_tag "$(image kubeconform)") conftest=$(by_tag "$(image conftest)") actionlint=$(by_tag "$(image actionlint)") ruff=python:3.11-slim mypy=python:3.11-slim pytest=python:3.11-slim kubernetes-validate=python:3.11-slim git=$(by_tag "$(image git)") docker=$(by_tag "$(image docker)")"
+  echo "GITOPS_TEST_TOOL_IMAGES=helm=$(by_tag "$(image helm)") kubeconform=$(by_tag "$(image kubeconform)") conftest=$(by_tag "$(image conftest)") actionlint=$(by_tag "$(image actionlint)") ruff=python:3.11-slim mypy=python:3.11-slim pytest=python:3.11-slim kubernetes-validate=python:3.11-slim detect-secrets=python:3.11-slim git=$(by_tag "$(image git)") docker=$(by_tag "$(image docker)")"
 } >"$root/.tools/engine.env"
 echo "engine: ready ($root/.tools/engine.env)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned Go tools (helm, kubeconform, conftest, actionlint) into .tools/bin.
+# Installs the pinned Go tools (helm, kubeconform, conftest, actionlint, kubeseal) into .tools/bin.
 # With Go on PATH: `go install` of each pinned module, stamped with its version. Without Go:
 # the projects' release archives, verified against the SHA-256 sums in the tool table
 # (`gitops-pipeline tools --install`; GITOPS_PIPELINE_TOOLS_MIRROR or

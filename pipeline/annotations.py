@@ -55,7 +55,7 @@ class Spot:
     line: int
     resource: str | None
     message: str
-    environments: tuple[str, ...]  # chart/environment of each, in the order found
+    environments: tuple[str, ...]  # chart/environment of each
 
     @property
     def title(self) -> str:
@@ -66,7 +66,9 @@ class Spot:
         message = self.message
         if self.resource and not message.startswith(self.resource):
             message = f"{self.resource}: {message}"
-        return f"{message} [{', '.join(self.environments)}]" if self.environments else message
+        # Sorted: tools report concurrent files in whatever order they finish.
+        shown = ", ".join(sorted(self.environments))
+        return f"{message} [{shown}]" if self.environments else message
 
     @property
     def fingerprint(self) -> str:

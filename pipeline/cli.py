@@ -306,6 +306,13 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
         help="download nothing: chart dependencies must be vendored in the chart's charts/ "
         "(default: build them from Chart.lock)",
     )
+    parser.add_argument(
+        "--cert",
+        type=Path,
+        metavar="FILE",
+        help="the sealed-secrets certificate: SealedSecrets must be sealed for its key, and it "
+        "must not have expired (validate's secrets check)",
+    )
 
 
 def _checks_verb(name: str, checks: tuple[str, ...], help_text: str) -> None:
@@ -339,8 +346,9 @@ _checks_verb(
 )
 _checks_verb(
     "validate",
-    ("lint", "render", "kubeconform", "policy"),
-    "lint, render every environment, kubeconform and policies; write every report",
+    ("lint", "render", "kubeconform", "policy", "delivery", "secrets"),
+    "lint, render every environment, kubeconform, policies and the Argo CD objects; write "
+    "every report",
 )
 
 
@@ -626,6 +634,193 @@ async def schemas_verb(args: argparse.Namespace, run: Run) -> Status:
     return Status.PASSED
 
 
+@verb(
+    "argocd",
+    "write the Argo CD objects (AppProject, ApplicationSet, Image Updater, notifications) "
+    "into delivery.path from pipeline.yaml",
+)
+async def argocd_verb(args: argparse.Namespace, run: Run) -> Status:
+    from pipeline.delivery import argocd  # noqa: PLC0415
+
+    folder = argocd.delivery_config(run.config).path
+    files = [f"{folder}/{name}" for name in argocd.rendered_files(run.config)]
+    written = [] if args.dry_run else argocd.write(run.config)
+    for file in files:
+        done = "written" if file in written else "unchanged"
+        out(f"{'planned' if args.dry_run else done}: {file}")
+    answer({"files": files, "written": written})
+    return Status.PASSED
+
+
+def _promote_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", dest="promote_version", metavar="TAG", help="the image tag")
+    parser.add_argument("--from", dest="from_env", metavar="ENV", help="take ENV's version")
+    parser.add_argument("--to", metavar="ENV", help="the environment to promote (or --env)")
+    parser.add_argument("--chart", help="the chart, when several deploy to the environment")
+    parser.add_argument(
+        "--path",
+        dest="tag_path",
+        metavar="A.B.C",
+        help="values path of the tag (default: delivery.charts.<chart>.image_tag_path, image.tag)",
+    )
+    parser.add_argument(
+        "--image", help="the image the registry must hold (default: the values' repository)"
+    )
+    parser.add_argument("--registry-username", help="registry user (GHCR: the GitHub actor)")
+    parser.add_argument(
+        "--registry-password",
+        type=secret_reference("--registry-password"),
+        metavar="REF",
+        help="env:NAME or file:PATH; sent only to the registry (and its token service)",
+    )
+    parser.add_argument(
+        "--pr",
+        action="store_true",
+        help="commit on a new branch and write the pull request's body into --out",
+    )
+
+
+@verb(
+    "promote",
+    "write a published version into one environment's overlay and commit it",
+    arguments=_promote_arguments,
+)
+async def promote_verb(args: argparse.Namespace, run: Run) -> Status:
+    from pipeline.delivery import promote, registry  # noqa: PLC0415
+
+    targets = [args.to] if args.to else args.environments
+    if len(targets) != 1 or (args.to and args.environments):
+        raise ConfigError("name one environment to promote: --to ENV (or --env ENV)", field="--to")
+    credentials = None
+    if args.registry_password is not None:
+        if not args.registry_username:
+            raise ConfigError("a password needs --registry-username", field="--registry-username")
+        password = registry.read_reference(args.registry_password)
+        credentials = registry.Credentials(args.registry_username, password)
+    request = promote.PromoteRequest(
+        environment=targets[0],
+        version=args.promote_version,
+        from_environment=args.from_env,
+        chart=args.chart,
+        path=args.tag_path,
+        image=args.image,
+        credentials=credentials,
+        pull_request=args.pr,
+    )
+    done = await promote.promote(run, request, promote.host_writer(run))
+    out(done.describe())
+    answer(done.json())
+    return Status.PASSED
+
+
+def _diff_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base", required=True, metavar="REF", help="compare with the merge base of REF and HEAD"
+    )
+    parser.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when a rendered resource changed"
+    )
+    parser.add_argument("--offline", action="store_true", help="build no chart dependency")
+
+
+@verb(
+    "diff",
+    "render every chart and environment at a base ref and in the work tree; report what changed",
+    arguments=_diff_arguments,
+)
+async def diff_verb(args: argparse.Namespace, run: Run) -> Status:
+    from pipeline.delivery import diff  # noqa: PLC0415
+
+    outcome = await diff.diff(run, args.base, _runner_for(args, run))
+    out((run.out / diff.MARKDOWN_FILE).read_text(encoding="utf-8"))
+    out(f"artifacts: {run.out}")
+    answer(outcome.json())
+    error = diff.failure(outcome)
+    if error is not None:
+        raise error
+    return Status.FAILED if args.exit_code and outcome.changed else Status.PASSED
+
+
+def _runner_for(args: argparse.Namespace, run: Run) -> Callable[[Path, Path], Runner]:
+    """Runners like the verb's own, for another source and artifacts folder (diff's sides)."""
+    if args.runner == "local":
+        cache = None if args.no_cache else step_cache()
+        return lambda source, out_dir: LocalRunner(
+            source=source,
+            out=out_dir,
+            timeouts=run.timeouts,
+            cache=cache,
+            tool_caches=default_cache_dir() / "tools",
+        )
+    import dagger  # noqa: PLC0415
+
+    from pipeline.runners.dagger_runner import DaggerRunner  # noqa: PLC0415
+
+    return lambda source, out_dir: DaggerRunner(
+        source=dagger.dag.host().directory(str(source)),
+        out=out_dir,
+        images=run.config.tool_images(),
+        timeouts=run.timeouts,
+    )
+
+
+def _notify_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.notify.verb import add_arguments  # noqa: PLC0415
+
+    add_arguments(parser, secret_reference)
+
+
+@machine_verb(
+    "notify",
+    "tell Alertmanager, Telegram, Slack or a webhook what failed, recovered or was released "
+    "(--summary, --release) or --message TEXT; a channel that fails never changes the exit code",
+    arguments=_notify_arguments,
+)
+async def notify_verb(args: argparse.Namespace) -> Status:
+    from pipeline.notify.verb import report_lines, run_from_cli  # noqa: PLC0415
+
+    settings = load_config(args.source.resolve()).notify
+    out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    document = await anyio.to_thread.run_sync(run_from_cli, args, settings, out_dir)
+    for line in report_lines(document):
+        err(line)
+    answer(document)
+    return Status.PASSED
+
+
+def _seal_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.secrets.options import add_arguments  # noqa: PLC0415
+
+    add_arguments(parser)
+
+
+@machine_verb(
+    "seal",
+    "seal values (env:NAME or file:PATH) into a SealedSecret for the controller's certificate",
+    arguments=_seal_arguments,
+)
+async def seal_verb(args: argparse.Namespace) -> Status:
+    from pipeline.secrets.options import seal_options  # noqa: PLC0415
+
+    try:
+        from pipeline.secrets import sealing  # noqa: PLC0415
+    except ImportError as exc:
+        raise SetupError(
+            f"seal needs the `secrets` extra ({exc.name} is missing): "
+            "pip install 'gitops-pipeline[secrets]'"
+        ) from None
+    sealed = await anyio.to_thread.run_sync(sealing.seal, seal_options(args))
+    described = sealing.describe(sealed)
+    if sealed.target is None:
+        described["manifest"] = sealed.text
+        if args.format != "json":
+            sys.stdout.write(sealed.text)
+    else:
+        err(f"sealed {', '.join(sealed.keys)} into {sealed.target} ({sealed.scope.value})")
+    answer(described)
+    return Status.PASSED
+
+
 # --- wiring ------------------------------------------------------------------------------------
 
 
@@ -870,6 +1065,7 @@ async def _run_verb(
             timeouts=with_flag(config.timeouts, args.timeout),
             on_host=isinstance(runner, LocalRunner),
             changed_since=getattr(args, "changed_since", None),
+            secrets_certificate=args.cert.resolve() if getattr(args, "cert", None) else None,
         )
         ledger = artifacts.begin(out_dir) if recorder is None else None
         summary_before = _stamp(out_dir / "summary.json")

@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.limits import DEFAULT_KEY, PER_TEST_KEY
+from pipeline.notify.settings import ChannelSettings, Event, NotifySettings
+from pipeline.secrets.detector_types import DETECTOR_TYPES
 from pipeline.tools import TOOLS
 
 CONFIG_FILE = "pipeline.yaml"
@@ -112,6 +115,72 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryEnvironment:
+    """`delivery.environments.<env>`: where Argo CD deploys it and which tags it takes."""
+
+    server: str = "https://kubernetes.default.svc"
+    namespace: str = ""  # destination namespace; default: each chart's namespace
+    prereleases: str = ""  # a regexp for the part after `X.Y.Z-` this environment accepts
+    constraint: str = ""  # semver constraint; default: any release (with prereleases if any)
+
+
+@dataclass(frozen=True)
+class DeliveryChart:
+    """`delivery.charts.<chart>`: the values paths the chart reads its image from."""
+
+    image_tag_path: str = "image.tag"
+    image_name_path: str = "image.repository"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """`delivery:`: the Argo CD objects `gitops-pipeline argocd` writes into `path`."""
+
+    repo_url: str
+    target_revision: str = "main"
+    project: str = "default-apps"
+    namespace: str = "argocd"  # where Argo CD and Image Updater read their objects
+    path: str = "deploy"
+    environments: Mapping[str, DeliveryEnvironment] = field(default_factory=dict)
+    charts: Mapping[str, DeliveryChart] = field(default_factory=dict)
+    # argocd-notifications subscriptions: service -> recipients ("chat-alerts;ops")
+    notify: Mapping[str, str] = field(default_factory=dict)
+    line: int = 0  # of `delivery:` in pipeline.yaml
+
+    def environment(self, name: str) -> DeliveryEnvironment:
+        return self.environments.get(name, DeliveryEnvironment())
+
+    def chart(self, name: str) -> DeliveryChart:
+        return self.charts.get(name, DeliveryChart())
+
+
+# `diff` leaves out changes of these fields (globs over paths such as
+# metadata.labels.helm.sh/chart): they change with every chart version or values edit.
+DEFAULT_DIFF_IGNORE = ("*labels.helm.sh/chart", "*annotations.checksum/*")
+
+
+@dataclass(frozen=True)
+class DiffConfig:
+    ignore: tuple[str, ...] = DEFAULT_DIFF_IGNORE  # `diff.ignore` replaces the defaults
+
+
+@dataclass(frozen=True)
+class SecretAllow:
+    """`secrets.allow` entry: a plaintext-secret finding that may stay, and why."""
+
+    file: str  # a path or glob, relative to the repository
+    reason: str
+    line: int  # of the entry in pipeline.yaml, named where it applies
+    type: str | None = None  # a detect-secrets type ("Secret Keyword"); any when absent
+    at_line: int | None = None  # only the finding on this line of the file
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    allow: tuple[SecretAllow, ...] = ()
+
+
+@dataclass(frozen=True)
 class ToolConfig:
     image: str = ""  # replaces the pinned image (an internal mirror, an air-gapped registry)
 
@@ -132,6 +201,10 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     # Seconds a step may run, per tool ("default" for the rest); the step is then stopped.
     timeouts: Mapping[str, float] = field(default_factory=dict)
+    delivery: DeliveryConfig | None = None
+    diff: DiffConfig = field(default_factory=DiffConfig)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     def tool_images(self) -> dict[str, str]:
         """Each pinned tool's container image, with this repository's overrides applied."""
@@ -378,6 +451,207 @@ def _tool_name(node: yaml.Node, dotted: str, ctx: Context, also: tuple[str, ...]
     return value
 
 
+_VALUES_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_REPO_URL = re.compile(r"^(https?://|ssh://|git@)[^\s]+$")
+
+
+def _regexp(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ctx.error(node, dotted, f"not a regular expression: {exc}") from None
+    if value.startswith("^") or value.endswith("$"):
+        raise ctx.error(
+            node, dotted, "give the part after `X.Y.Z-` only, without ^ or $ (it is anchored)"
+        )
+    return value
+
+
+_INT = "tag:yaml.org,2002:int"
+
+
+def _secret_allow(node: yaml.Node, dotted: str, ctx: Context) -> SecretAllow:
+    fields = _mapping(
+        {"file": STR, "type": STR, "line": _scalar("a line number", int, _INT), "reason": STR}
+    )(node, dotted, ctx)
+    for required in ("file", "reason"):
+        if not str(fields.get(required, "")).strip():
+            raise ctx.error(node, f"{dotted}.{required}", "is required to allow a finding")
+    kind = fields.get("type")
+    if kind is not None and kind not in DETECTOR_TYPES:
+        close = difflib.get_close_matches(kind, DETECTOR_TYPES, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(DETECTOR_TYPES)}"
+        type_node = next(v for k, v in node.value if k.value == "type")
+        raise ctx.error(type_node, f"{dotted}.type", f"unknown detect-secrets type '{kind}'{hint}")
+    return SecretAllow(
+        file=fields["file"],
+        reason=fields["reason"],
+        line=node.start_mark.line + 1,
+        type=kind,
+        at_line=fields.get("line"),
+    )
+
+
+_DELIVERY_SCHEMA = _mapping(
+    {
+        "repo_url": _matching(_REPO_URL, "a git URL (https://, ssh:// or git@)"),
+        "target_revision": _matching(_REVISION, "a branch name"),
+        "project": NAME,
+        "namespace": NAME,
+        "path": STR,
+        "environments": _dict_of(
+            NAME,
+            _mapping(
+                {
+                    "server": _matching(re.compile(r"^https://\S+$"), "an https:// API server URL"),
+                    "namespace": NAME,
+                    "prereleases": _regexp,
+                    "constraint": STR,
+                }
+            ),
+        ),
+        "charts": _dict_of(
+            NAME,
+            _mapping(
+                {
+                    "image_tag_path": _matching(_VALUES_PATH, "a dotted values path (image.tag)"),
+                    "image_name_path": _matching(
+                        _VALUES_PATH, "a dotted values path (image.repository)"
+                    ),
+                }
+            ),
+        ),
+        "notify": _dict_of(NAME, STR),
+    }
+)
+
+
+def _delivery(node: yaml.Node, dotted: str, ctx: Context) -> DeliveryConfig:
+    fields = _DELIVERY_SCHEMA(node, dotted, ctx)
+    if not fields.get("repo_url"):
+        raise ctx.error(node, f"{dotted}.repo_url", "is required: the repository Argo CD reads")
+    return DeliveryConfig(
+        repo_url=fields["repo_url"],
+        target_revision=fields.get("target_revision", "main"),
+        project=fields.get("project", "default-apps"),
+        namespace=fields.get("namespace", "argocd"),
+        path=fields.get("path", "deploy"),
+        environments={
+            env: DeliveryEnvironment(**spec) for env, spec in fields.get("environments", {}).items()
+        },
+        charts={name: DeliveryChart(**spec) for name, spec in fields.get("charts", {}).items()},
+        notify=fields.get("notify", {}),
+        line=node.start_mark.line + 1,
+    )
+
+
+# --- notify: channels; a token, or a URL that carries one, only by reference -------------
+
+_REFERENCE = re.compile(r"^(?:env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _reference(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    if not _REFERENCE.match(value):
+        # The text may be the secret itself: never repeat it.
+        raise ctx.error(node, dotted, "expected a reference, env:NAME or file:PATH, not a value")
+    return value
+
+
+def _plain_url(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    try:
+        parts = urlsplit(value)
+        has_credentials = bool(parts.username or parts.password or parts.query)
+    except ValueError:
+        raise ctx.error(node, dotted, "expected an http(s) URL") from None
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ctx.error(node, dotted, "expected an http(s) URL or a reference env:NAME, file:PATH")
+    if has_credentials:
+        # Never repeated: the user or query part may be a token.
+        raise ctx.error(
+            node, dotted, "a URL with credentials or a query must be a reference (env:NAME)"
+        )
+    return value
+
+
+def _url_or_reference(node: yaml.Node, dotted: str, ctx: Context) -> str:
+    value = str(STR(node, dotted, ctx))
+    return value if _REFERENCE.match(value) else _plain_url(node, dotted, ctx)
+
+
+def _event(node: yaml.Node, dotted: str, ctx: Context) -> Event:
+    value = str(STR(node, dotted, ctx))
+    known = [event.value for event in Event]
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
+        raise ctx.error(node, dotted, f"unknown event '{value}'{hint}")
+    return Event(value)
+
+
+def _count(node: yaml.Node, dotted: str, ctx: Context) -> int:
+    value = float(NUMBER(node, dotted, ctx))
+    if value < 1 or not value.is_integer():
+        raise ctx.error(node, dotted, f"expected a whole number of 1 or more, got {value:g}")
+    return int(value)
+
+
+def _not_negative(node: yaml.Node, dotted: str, ctx: Context) -> float:
+    value = float(NUMBER(node, dotted, ctx))
+    if value < 0:
+        raise ctx.error(node, dotted, f"expected seconds, 0 or more, got {value:g}")
+    return value
+
+
+_CHANNEL_SCHEMAS: dict[str, tuple[dict[str, Checker], tuple[str, ...]]] = {
+    "alertmanager": (
+        {
+            "url": _url_or_reference,
+            "labels": _dict_of(_matching(_LABEL_NAME, "a label name [a-zA-Z_][a-zA-Z0-9_]*"), STR),
+            "resolve_after": _positive,
+        },
+        ("url",),
+    ),
+    "telegram": (
+        {"token": _reference, "chat_id": STR, "api_url": _plain_url},
+        ("token", "chat_id"),
+    ),
+    "slack": ({"url": _reference}, ("url",)),
+    "webhook": ({"url": _url_or_reference, "secret": _reference}, ("url",)),
+}
+
+
+def _channel(kind: str) -> Checker:
+    schema, required = _CHANNEL_SCHEMAS[kind]
+
+    def check(node: yaml.Node, dotted: str, ctx: Context) -> ChannelSettings:
+        fields = _mapping({**schema, "on": _list_of(_event)})(node, dotted, ctx)
+        for name in required:
+            if name not in fields:
+                raise ctx.error(node, f"{dotted}.{name}", f"is required for a {kind} channel")
+        events = fields.pop("on", ())
+        return ChannelSettings(kind=kind, events=events, **fields)
+
+    return check
+
+
+def _notify(node: yaml.Node, dotted: str, ctx: Context) -> NotifySettings:
+    channels = {kind: _channel(kind) for kind in _CHANNEL_SCHEMAS}
+    timing = {
+        "deadline": _positive,
+        "request_timeout": _positive,
+        "attempts": _count,
+        "backoff": _not_negative,
+    }
+    fields = _mapping({**channels, **timing})(node, dotted, ctx)
+    chosen = {kind: fields.pop(kind) for kind in channels if kind in fields}
+    return NotifySettings(channels=chosen, **fields)
+
+
 _SCHEMA = _mapping(
     {
         "kubernetes_version": _matching(_VERSION, "a full version x.y.z"),
@@ -416,6 +690,10 @@ _SCHEMA = _mapping(
         "tools": _dict_of(_tool_name, _mapping({"image": _image})),
         "discovery": _mapping({"paths": STRINGS, "ignore": STRINGS}),
         "timeouts": _dict_of(_timeout_key, _positive),
+        "delivery": _delivery,
+        "diff": _mapping({"ignore": STRINGS}),
+        "notify": _notify,
+        "secrets": _mapping({"allow": _list_of(_secret_allow)}),
     }
 )
 
@@ -534,4 +812,8 @@ def _build(source: Path, path: Path, raw: Mapping[str, Any]) -> Config:
         tools={name: ToolConfig(**spec) for name, spec in raw.get("tools", {}).items()},
         discovery=DiscoveryConfig(**raw.get("discovery", {})),
         timeouts=raw.get("timeouts", {}),
+        delivery=raw.get("delivery"),
+        diff=DiffConfig(**raw.get("diff", {})),
+        notify=raw.get("notify", NotifySettings()),
+        secrets=SecretsConfig(**raw.get("secrets", {})),
     )

@@ -27,6 +27,8 @@ STAGE_OF_ACTION: Mapping[str, str] = {
     "ruff-format": "lint",
     "mypy": "typecheck",
     "pytest": "test",
+    "secrets-check": "secrets",
+    "helm-template-probe": "delivery",
 }
 
 

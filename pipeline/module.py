@@ -25,9 +25,14 @@ from pipeline.changelog import changelog_markdown
 from pipeline.ci import PYTHON_STAGES, run_ci
 from pipeline.config import CONFIG_FILE, DEFAULT_KUBERNETES_VERSION, Config, load_config
 from pipeline.dagger_images import DaggerImages
+from pipeline.delivery import in_dagger as delivery_in_dagger
+from pipeline.delivery.argocd import rendered_files
+from pipeline.delivery.diff import diff as rendered_diff
+from pipeline.delivery.promote import PromoteRequest
 from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
 from pipeline.model import out as output_ref
+from pipeline.notify.in_dagger import notify_in_module
 from pipeline.plan import plan_text
 from pipeline.policy import catalog_text
 from pipeline.pychecks import mypy_targets, python_projects, write_stage_reports
@@ -46,6 +51,7 @@ from pipeline.runners.dagger_runner import (
     scratch_dir,
     tool_container,
 )
+from pipeline.secrets import in_dagger as sealing_in_dagger
 from pipeline.stages import kubernetes_validate, mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
 from pipeline.validate import ALL_CHECKS, CRD_INPUT, SCHEMA_CACHE, validate
@@ -99,6 +105,13 @@ ChangedSince = Annotated[
         "check only the charts changed since the merge base with this git ref "
         "(needs --git-dir .git, fetched deep enough to hold the ref)"
     ),
+]
+NotifySecret = Annotated[
+    dagger.Secret | None,
+    Doc("for the channel pipeline.yaml's notify: declares, e.g. env:SLACK_WEBHOOK_URL"),
+]
+SealingCertificate = Annotated[
+    dagger.File | None, Doc("the sealed-secrets controller's certificate (PEM)")
 ]
 ChangesGitDir = Annotated[
     dagger.Directory | None, Doc("the repository's .git, for --changed-since")
@@ -206,6 +219,7 @@ class Pipeline:
         offline: Offline = False,
         changed_since: ChangedSince = "",
         git_dir: ChangesGitDir = None,
+        cert: SealingCertificate = None,
     ) -> dagger.Directory:
         """Lint, render every environment, kubeconform and policies; returns every report.
 
@@ -221,6 +235,10 @@ class Pipeline:
             changed_since=changed_since,
             git_dir=git_dir,
         )
+        if cert is not None:
+            certificate = run.out.parent / "sealing-cert.pem"
+            await cert.export(str(certificate))
+            run = replace(run, secrets_certificate=certificate)
         return await self._artifacts(ALL_CHECKS, run)
 
     @function
@@ -449,6 +467,47 @@ class Pipeline:
         await release(run, options, images)
         return artifacts_directory(run.out)
 
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def notify(  # noqa: PLR0917 - Dagger functions take their arguments by name
+        self,
+        summary: Annotated[dagger.File | None, Doc("a summary.json: failure or recovery")] = None,
+        release: Annotated[dagger.File | None, Doc("a release.json: the release")] = None,
+        message: Annotated[str, Doc("say this, now")] = "",
+        telegram_token: NotifySecret = None,
+        slack_url: NotifySecret = None,
+        webhook_url: NotifySecret = None,
+        webhook_secret: NotifySecret = None,
+        alertmanager_url: NotifySecret = None,
+        channel: Annotated[list[str] | None, Doc("only these channels")] = None,
+        label: Annotated[list[str] | None, Doc("KEY=VALUE: who it is about")] = None,
+        link: Annotated[list[str] | None, Doc("NAME=URL")] = None,
+        notify_server: Annotated[
+            dagger.Service | None,
+            Doc("a server only this machine reaches (tcp://localhost:PORT), host notify-server"),
+        ] = None,
+    ) -> dagger.Directory:
+        """Send to pipeline.yaml's notify: channels; returns notify.json (a failed channel too)."""
+        workdir = scratch_dir("gitops-pipeline-notify-")
+        out = await notify_in_module(
+            (await self._config_only()).notify,
+            workdir,
+            summary=summary,
+            release=release,
+            text=message,
+            secrets={
+                "telegram_token": telegram_token,
+                "slack_url": slack_url,
+                "webhook_url": webhook_url,
+                "webhook_secret": webhook_secret,
+                "alertmanager_url": alertmanager_url,
+            },
+            channels=channel or [],
+            labels=label or [],
+            links=link or [],
+            notify_server=notify_server,
+        )
+        return local_directory(out, ("notify.json",))
+
     @function
     async def plan(self, env: Environments = None) -> str:
         """The chart environments, their values layering and the steps validate would run."""
@@ -461,6 +520,16 @@ class Pipeline:
         local = scratch_dir("gitops-pipeline-") / "source"
         await self.source.filter(include=[CONFIG_FILE]).export(str(local))
         return load_config(local)
+
+    @function
+    async def argocd(self) -> dagger.Directory:
+        """The Argo CD objects pipeline.yaml's delivery: block describes (the deploy folder)."""
+        workdir = scratch_dir("gitops-pipeline-")
+        config = load_config(await self._local_source(workdir))
+        directory = dag.directory()
+        for name, text in rendered_files(config).items():
+            directory = directory.with_new_file(name, text)
+        return directory
 
     @function
     async def tools(self) -> str:
@@ -491,6 +560,87 @@ class Pipeline:
             .with_mounted_directory("/src", self.source)
             .with_workdir("/src")
         )
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def seal(  # noqa: PLR0917 - Dagger functions take their arguments by name
+        self,
+        key: Annotated[list[str], Doc("the Secret's data keys, one per --value, in order")],
+        value: Annotated[
+            list[dagger.Secret], Doc("each key's value as a secret: env:NAME or file:PATH")
+        ],
+        cert: SealingCertificate = None,
+        cert_url: Annotated[str, Doc("or the certificate's https:// URL")] = "",
+        name: Annotated[str, Doc("the Secret's name")] = "",
+        namespace: Annotated[str, Doc("its namespace (not for cluster-wide)")] = "",
+        scope: Annotated[str, Doc("strict (default), namespace-wide or cluster-wide")] = "",
+        secret_type: Annotated[str, Doc("the Secret's type")] = "Opaque",  # noqa: S107
+        merge_into: Annotated[
+            dagger.File | None, Doc("a SealedSecret file to update these keys in")
+        ] = None,
+    ) -> dagger.File:
+        """A SealedSecret for the controller's certificate, or merge_into with the keys updated."""
+        images = (await self._config_only()).tool_images()
+        return await sealing_in_dagger.seal(
+            images=images,
+            keys=key,
+            values=value,
+            cert=cert,
+            cert_url=cert_url,
+            name=name,
+            namespace=namespace,
+            scope=scope,
+            secret_type=secret_type,
+            merge_into=merge_into,
+        )
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def promote(  # noqa: PLR0917 - Dagger functions take their arguments by name
+        self,
+        git_dir: GitDir,
+        env: Annotated[str, Doc("the environment whose overlay takes the version")],
+        version: Annotated[str, Doc("the image tag (or --from)")] = "",
+        from_env: Annotated[str, Doc("take this environment's version")] = "",
+        chart: Annotated[str, Doc("the chart, when several deploy to the environment")] = "",
+        path: Annotated[str, Doc("values path of the tag (default image.tag)")] = "",
+        image: Annotated[str, Doc("the image (default: the values' repository)")] = "",
+        registry_username: Annotated[str, Doc("registry user (GHCR: the GitHub actor)")] = "",
+        registry_password: Annotated[
+            dagger.Secret | None, Doc("registry token, e.g. env:GITHUB_TOKEN")
+        ] = None,
+        pr: Annotated[bool, Doc("commit on a new branch; write the PR body")] = False,
+        registry_service: Annotated[
+            dagger.Service | None,
+            Doc("a registry only this machine reaches (tcp://localhost:PORT), asked through it"),
+        ] = None,
+    ) -> dagger.Directory:
+        """Write a published version into one overlay and commit it; returns promote.patch."""
+        run, runner = await self._release_run(git_dir)
+        request = PromoteRequest(
+            environment=env,
+            version=version or None,
+            from_environment=from_env or None,
+            chart=chart or None,
+            path=path or None,
+            image=image or None,
+            credentials=await delivery_in_dagger.credentials(registry_username, registry_password),
+            pull_request=pr,
+            registry_endpoint=await delivery_in_dagger.tunnel_endpoint(registry_service),
+        )
+        await delivery_in_dagger.promote_in_engine(run, runner, request, RELEASE_TAGGER)
+        return artifacts_directory(run.out)
+
+    @function
+    async def diff(
+        self,
+        base: Annotated[str, Doc("compare with the merge base of this ref and HEAD")],
+        git_dir: GitDir,
+        env: Environments = None,
+        offline: Offline = False,
+    ) -> dagger.Directory:
+        """Rendered resources added, removed and changed per environment: diff.json, diff.md."""
+        run = await self._checks_run(env, offline=offline, git_dir=git_dir)
+        await rendered_diff(run, base, delivery_in_dagger.runner_for(run.config.tool_images()))
+        return artifacts_directory(run.out)
 
     @function
     async def schemas(

@@ -165,9 +165,19 @@ async def release(
 ) -> ReleaseOutcome:
     """Release with `images` (default: the local Docker engine)."""
     if images is not None:
-        return await _release(run, options, images)
+        return _recorded(run, await _release(run, options, images))
     with tempfile.TemporaryDirectory(prefix="gitops-pipeline-docker-") as docker_config:
-        return await _release(run, options, DockerImages(run, options, Path(docker_config)))
+        outcome = await _release(run, options, DockerImages(run, options, Path(docker_config)))
+        return _recorded(run, outcome)
+
+
+RELEASE_JSON = "release.json"
+
+
+def _recorded(run: Run, outcome: ReleaseOutcome) -> ReleaseOutcome:
+    """release.json beside the notes: what `notify --release` announces."""
+    reports.write_text(run.out / RELEASE_JSON, outcome_json(outcome) + "\n")
+    return outcome
 
 
 async def _release(run: Run, options: ReleaseOptions, images: ImageBackend) -> ReleaseOutcome:

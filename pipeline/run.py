@@ -48,6 +48,8 @@ class Run:
     on_host: bool = False
     # Only the charts a change since this git ref touched (`--changed-since`); None: all.
     changed_since: str | None = None
+    # The sealed-secrets certificate the secrets check holds SealedSecrets to (`--cert`).
+    secrets_certificate: Path | None = None
 
     @property
     def source(self) -> Path:

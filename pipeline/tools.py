@@ -70,7 +70,7 @@ class Tool:
     version: str
     source: Source
     package: str  # Go module path of the command, PyPI name, or Debian package
-    image: str  # repository:tag@sha256:digest used by the Dagger runner
+    image: str  # repository:tag@sha256:digest used by the Dagger runner; "" runs on the host only
     container_binary: str = ""  # absolute path inside the image when it is not on PATH
     # The image has GNU coreutils' `timeout` (Debian-based): steps are stopped in the container.
     container_timeout: bool = False
@@ -288,6 +288,17 @@ TOOLS: dict[str, Tool] = {
             image="docker.io/rhysd/actionlint:1.7.12@sha256:b1934ee5f1c509618f2508e6eb47ee0d3520686341fec936f3b79331f9315667",
             archives=ACTIONLINT_ARCHIVES,
         ),
+        # Host only (the SealedSecret interop tests): no image of it could be pinned by digest
+        # here. v0.27.1 is the newest the Go module proxy serves that `go install` accepts;
+        # v0.40.0 is listed under this path but its go.mod declares github.com/bitnami/...
+        Tool(
+            name="kubeseal",
+            version="0.27.1",
+            source=Source.GO,
+            package="github.com/bitnami-labs/sealed-secrets/cmd/kubeseal",
+            version_ldflag="main.VERSION=0.27.1",
+            image="",
+        ),
         _python_tool("ruff", "0.17.6", cache_dirs=(("RUFF_CACHE_DIR", "/cache/ruff"), UV_CACHE)),
         _python_tool("mypy", "2.4.1", cache_dirs=(("MYPY_CACHE_DIR", "/cache/mypy"), UV_CACHE)),
         _python_tool(
@@ -302,6 +313,16 @@ TOOLS: dict[str, Tool] = {
         _python_tool(
             "kubernetes-validate",
             "1.37.0",
+            cache_dirs=(UV_CACHE,),
+            container_binary="python",
+            runs_package=True,
+        ),
+        # validate's secrets check and `seal` in Dagger (pipeline.secrets), with the certificate
+        # reader they share; on the host both run in-process from the `secrets` extra.
+        _python_tool(
+            "detect-secrets",
+            "1.5.0",
+            "cryptography==50.0.2",
             cache_dirs=(UV_CACHE,),
             container_binary="python",
             runs_package=True,

@@ -27,6 +27,7 @@ from pipeline import policy, reports
 from pipeline.changes import Selection, changed_since, select
 from pipeline.chart_dependencies import ChartDependencies
 from pipeline.config import Waiver
+from pipeline.delivery import checks as delivery_checks
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import Resource, load_yaml, merged_values, not_utf8, parse_resources
@@ -47,9 +48,10 @@ from pipeline.model import (
 from pipeline.policy import BUILTIN_POLICIES
 from pipeline.run import Run, gather
 from pipeline.schemas import BUILTIN_CRDS, write_schema_bundle
+from pipeline.secrets.stage import secrets_stage
 from pipeline.stages import conftest, helm, kubeconform, kubernetes_validate
 
-ALL_CHECKS = ("lint", "render", "kubeconform", "policy")
+ALL_CHECKS = ("lint", "render", "kubeconform", "policy", "delivery", "secrets")
 BUNDLED = "bundled"  # schema location: an offline bundle built from kubernetes-validate
 SCHEMA_CACHE = ".cache/schemas"
 CRD_INPUT = ".cache/crd-input"  # CRD schemas given by path, copied where containers see them
@@ -217,7 +219,17 @@ async def _validate_targets(
         later.append(lambda: _kubeconform(run, ok, parsed))
     if "policy" in checks:
         later.append(lambda: _policy(run, ok, verify, parsed))
+    if "secrets" in checks:
+        later.append(lambda: _secrets(run, ok, parsed))
     checked = [r for r in await gather(later, run.concurrency + 1) if r is not None]
+    if "delivery" in checks and delivery_checks.applies(run):
+        await parsed.wait()
+        deploy_kinds = {"configmap"}  # argocd-notifications-cm, beside the CRD kinds
+        checked.append(
+            await delivery_checks.delivery_result(
+                run, ok, lambda: _schema_locations(run, ok, deploy_kinds)
+            )
+        )
     results: list[Result] = []
     if "lint" in checks:
         results.append(_lint_result(rendered))
@@ -225,6 +237,11 @@ async def _validate_targets(
     unreachable = [f for r in checked for f in r.findings if f.check == SCHEMA_LOCATION_CHECK]
     error = SetupError(unreachable[0].message) if unreachable else None
     return Outcome(results + checked, rendered, error)
+
+
+async def _secrets(run: Run, rendered: Sequence[Rendered], parsed: anyio.Event) -> Result:
+    await parsed.wait()  # SealedSecrets are judged as parsed, named by their template
+    return await secrets_stage(run, rendered)
 
 
 async def _parse_rendered(source: Path, rendered: Sequence[Rendered]) -> None:
@@ -552,7 +569,9 @@ def _check_schema_locations(run: Run) -> None:
             )
 
 
-async def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]:
+async def _schema_locations(
+    run: Run, rendered: Sequence[Rendered], extra_kinds: Collection[str] = ()
+) -> list[Arg]:
     configured = run.schema_locations or run.config.kubeconform.schema_locations
     locations: list[Arg] = []
     for location in configured:
@@ -573,7 +592,7 @@ async def _schema_locations(run: Run, rendered: Sequence[Rendered]) -> list[Arg]
                 out(SCHEMA_CACHE),
                 run.config.kubernetes_version,
                 _container_crd_dirs(run),
-                _builtin_kinds(rendered),
+                _builtin_kinds(rendered) | set(extra_kinds),
             )
         )
         if not built.ok:

@@ -10,11 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from pipeline.tools import INSTALL_SCRIPT, TOOLS, inspect_tool
+
+if TYPE_CHECKING:
+    from engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -175,3 +178,21 @@ def child_processes(name: str) -> list[int]:
         if command.partition("(")[2] == name and int(rest.split()[1]) == os.getpid():
             found.append(int(entry.name))
     return found
+
+
+# --- the local Dagger engine: one engine and one module copy for every engine test file ---------
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    from engine import find_engine  # noqa: PLC0415 - engine.py reads this file's paths
+
+    return find_engine()
+
+
+@pytest.fixture(scope="session")
+def module(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's module, loaded once per session: a load costs the engine seconds."""
+    from engine import copy_module  # noqa: PLC0415 - engine.py reads this file's paths
+
+    return copy_module(tmp_path_factory.mktemp("module"), engine)

@@ -369,7 +369,7 @@ def test_ci_annotates_the_lines_of_the_planted_faults(tmp_path: Path) -> None:
         a["message"].endswith("[web/dev, web/prd]")
         for a in found
         if a["file"] != "src/calc/planted.py"
-    )
+    ), found
     groups = [line for line in printed.splitlines() if line.startswith("::group::")]
     assert [g.split("::")[2].split(":")[0] for g in groups] == [
         "lint",
@@ -379,6 +379,7 @@ def test_ci_annotates_the_lines_of_the_planted_faults(tmp_path: Path) -> None:
         "render",
         "kubeconform",
         "policy",
+        "secrets",
     ]
 
     report = json.loads((out / GITLAB_CODE_QUALITY).read_text(encoding="utf-8"))

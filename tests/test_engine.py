@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURE_REPOS, REPO_ROOT
-from engine import Engine, copy_module, find_engine, module_files
+from engine import Engine, copy_module, module_files
 from services import find_services, registry_digests, registry_labels, registry_tags
 
 from pipeline.tools import TOOLS
 
 PYTHON_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "python"
 FUNCTIONS = (
+    "argocd",
     "build",
     "changelog",
     "check",
@@ -53,16 +54,6 @@ FUNCTIONS = (
     "validate",
     "version",
 )
-
-
-@pytest.fixture(scope="session")
-def engine() -> Engine:
-    return find_engine()
-
-
-@pytest.fixture(scope="session")
-def module(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_module(tmp_path_factory.mktemp("module"), engine)
 
 
 def chart_repo(engine: Engine, target: Path, name: str) -> Path:
@@ -197,7 +188,7 @@ def test_validate_exports_every_report(engine: Engine, module: Path, tmp_path: P
     data = summary(out)
     assert data["status"] == "passed"
     stages = {s["stage"]: s for s in data["stages"]}
-    assert set(stages) == {"helm-lint", "render", "kubeconform", "policy"}
+    assert set(stages) == {"helm-lint", "render", "kubeconform", "policy", "secrets"}
     assert stages["kubeconform"]["checked"] > 0
     assert (out / "rendered.yaml").read_text(encoding="utf-8").count("kind: Deployment") == 2
     for name in ("junit.xml", "policy.sarif", "kubeconform.json", "summary.md"):

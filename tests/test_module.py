@@ -63,6 +63,11 @@ EXPECTED_FUNCTIONS = {
     "publish",
     "release",
     "policies",
+    "seal",
+    "argocd",
+    "notify",
+    "promote",
+    "diff",
 }
 
 
@@ -153,6 +158,7 @@ def test_arguments_and_defaults_are_registered(registration):
         "offline",
         "changed_since",
         "git_dir",
+        "cert",
     }
     assert validate["env"]["defaultValue"] == "null"
     assert validate["changed_since"]["defaultValue"] == '""'

@@ -30,6 +30,7 @@ from dagger import dag
 from dagger.mod import default_module
 
 from pipeline import module as pipeline_module
+from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError
 from pipeline.policy import RULES
 from pipeline.testing.dagger_capture import CapturedQuery, QueryRecorder, capture, run_offline
@@ -312,6 +313,8 @@ def clean_checks(argv: Argv) -> str | None:
         return '{"resources": []}'
     if argv[:2] in (["conftest", "test"], ["conftest", "verify"]):
         return "[]"
+    if "pipeline.secrets.check" in argv:
+        return "[]"  # no secrets problem
     return None
 
 
@@ -733,6 +736,7 @@ async def test_ci_runs_every_stage_in_one_report(source_from):
         "render",
         "kubeconform",
         "policy",
+        "secrets",
     ]
     assert summary["validate_status"] == "passed"
     # Offline no JUnit report is written (see test_test): only the test stage says so.
@@ -983,11 +987,118 @@ async def test_schemas(exports_create_directories):
     assert '"--kind"' not in text  # every kind: a full bundle
 
 
+async def test_seal_passes_each_value_as_a_secret_variable_never_as_text(monkeypatch):
+    plaintext = "sealed-value-plaintext-4e1f"
+    monkeypatch.setenv("SEAL_PW", plaintext)
+    with capture(SCHEMA) as recorder:
+        sealed = await pipeline().seal(
+            key=["password"],
+            value=[dag.secret("env://SEAL_PW")],
+            cert=dag.directory().file("cert.pem"),
+            name="db",
+            namespace="chat",
+            scope="namespace-wide",
+        )
+        await sealed.sync()
+    assert recorder.errors() == []
+    secret_id = answered_ids(only_query_with(recorder, 'secret(uri: "env://SEAL_PW")'))[0]
+    text = documents(recorder)
+    assert f'withSecretVariable(name: "SEAL_VALUE_0" secret: "{secret_id}")' in text
+    assert (
+        '"python" "-m" "pipeline.secrets.sealing" "--cert" "/out/seal/cert.pem" '
+        '"--value" "password=env:SEAL_VALUE_0" "--name" "db" "--namespace" "chat" '
+        '"--scope" "namespace-wide" "--type" "Opaque" "--output" "/out/seal/sealed.yaml"'
+    ) in text
+    assert not recorder.contains_text(plaintext)
+
+
+async def test_seal_refuses_keys_and_values_that_do_not_pair():
+    with capture(SCHEMA), pytest.raises(ConfigError, match=r"one --value per --key"):
+        await pipeline().seal(
+            key=["password", "user"],
+            value=[dag.secret("env://SEAL_PW")],
+            cert=dag.directory().file("cert.pem"),
+            name="db",
+            namespace="chat",
+        )
+
+
+def delivery_repo(target: Path) -> Path:
+    shutil.copytree(FIXTURES / "repos" / "delivery", target)
+    return target
+
+
+async def test_argocd_returns_what_the_generator_writes(source_from):
+    source_from(delivery_repo)
+    with capture(SCHEMA) as recorder:
+        directory = await pipeline().argocd()
+        await directory.sync()
+    assert recorder.errors() == []
+    written = documents(recorder)
+    committed = sorted(p.name for p in (FIXTURES / "repos" / "delivery" / "deploy").iterdir())
+    assert committed
+    for name in committed:
+        assert f'withNewFile(path: "{name}"' in written, name
+
+
+async def test_notify_reads_only_the_secrets_of_the_declared_channels(monkeypatch, tmp_path):
+    (tmp_path / "pipeline.yaml").write_text(
+        "notify:\n  slack:\n    url: env:SLACK_WEBHOOK_URL\n", encoding="utf-8"
+    )
+
+    async def config_only(_self: object) -> Config:
+        return load_config(tmp_path)  # the exported pipeline.yaml, as the engine would write it
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "_config_only", config_only)
+    with capture(SCHEMA) as recorder:
+        await pipeline().notify(
+            message="deploys frozen",
+            slack_url=dag.secret("env://SLACK_WEBHOOK_URL"),
+            telegram_token=dag.secret("env://TELEGRAM_BOT_TOKEN"),  # no telegram: never read
+        )
+    assert recorder.errors() == []
+    assert queries_with(recorder, 'secret(uri: "env://SLACK_WEBHOOK_URL")', "plaintext")
+    assert not queries_with(recorder, 'secret(uri: "env://TELEGRAM_BOT_TOKEN")', "plaintext")
+
+
 async def test_policies():
     with capture(SCHEMA) as recorder:
         text = pipeline().policies()
     assert recorder.queries == []
     assert [line.split()[0] for line in text.splitlines()] == [r.id for r in RULES]
+
+
+# --- delivery: promote and diff ------------------------------------------------------------------
+
+
+async def test_promote_of_the_version_already_there_changes_nothing(
+    source_from, script, exports_create_directories
+):
+    def with_tag(target: Path) -> Path:
+        chart_repo(target)
+        (target / "charts/web/values-prd.yaml").write_text(
+            "replicaCount: 2\nimage:\n  tag: 1.4.2  # kept\n", encoding="utf-8"
+        )
+        return target
+
+    source_from(with_tag)
+    with captured(script) as recorder:
+        await pipeline().promote(git_dir=dag.directory(), env="prd", version="1.4.2")
+    assert recorder.errors() == []
+    # Nothing to write, so nothing asked of git or the registry.
+    assert script.git_commands() == []
+
+
+async def test_diff_refuses_a_base_git_cannot_find(source_from, script):
+    source_from(chart_repo)
+    script.exit_by_argv[("git", "merge-base", "--end-of-options", "nope", "HEAD")] = 1
+    with (
+        captured(script) as recorder,
+        pytest.raises(ConfigError, match="cannot compare with 'nope'"),
+    ):
+        await pipeline().diff(base="nope", git_dir=dag.directory())
+    assert recorder.errors() == []
+    assert script.git_commands() == [["git", "merge-base", "--end-of-options", "nope", "HEAD"]]
 
 
 def test_every_function_has_an_offline_test_here():

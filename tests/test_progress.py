@@ -37,7 +37,16 @@ from pipeline.runners.observed import ObservedRunner
 from pipeline.runners.recording import RecordingRunner, Reply
 
 PYTHON_OK = REPO_ROOT / "tests" / "fixtures" / "python" / "ok"
-CI_STAGES = {"lint", "typecheck", "test", "helm-lint", "render", "kubeconform", "policy"}
+CI_STAGES = {
+    "lint",
+    "typecheck",
+    "test",
+    "helm-lint",
+    "render",
+    "kubeconform",
+    "policy",
+    "secrets",
+}
 BUNDLED = ("--schema-location", "bundled")
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # Select Graphic Rendition with a foreground colour: 30-37, 90-97 or 38;…

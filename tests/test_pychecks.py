@@ -36,7 +36,7 @@ pytestmark = tool_marks(*PYTHON_TOOLS)
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "python"
 VERBS = ("lint", "typecheck", "test")
-VALIDATE_STAGES = ("helm-lint", "render", "kubeconform", "policy")
+VALIDATE_STAGES = ("helm-lint", "render", "kubeconform", "policy", "secrets")
 CI_STAGES = (*VERBS, *VALIDATE_STAGES)
 BUNDLED = ("--schema-location", "bundled")
 PACKAGE = "src/calc/__init__.py"

@@ -51,6 +51,9 @@ from pipeline.tools import (
 )
 
 GO_TOOLS = [tool.name for tool in go_tools()]
+# The tools a laptop needs for the checks; kubeseal (seal, and its interop tests) has no sum
+# found in a public source for its pinned release, so it installs with `go install` only.
+ARCHIVED_TOOLS = [name for name in GO_TOOLS if name != "kubeseal"]
 INSTALLED = tools_dir()  # the real binaries the test archives are built from
 
 
@@ -142,7 +145,7 @@ def install(dest: Path, table: Path, *tools: str) -> tuple[int, str, str]:
 # --- the table of official archives -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", GO_TOOLS)
+@pytest.mark.parametrize("name", ARCHIVED_TOOLS)
 def test_every_go_tool_has_official_archives_for_linux_amd64(name: str) -> None:
     tool = TOOLS[name]
     platforms = [archive.platform for archive in tool.archives]
@@ -155,6 +158,10 @@ def test_every_go_tool_has_official_archives_for_linux_amd64(name: str) -> None:
         assert archive.url.startswith("https://")
         assert tool.version in archive.url, archive.url
         assert archive.file.endswith(".tar.gz")
+
+
+def test_a_tool_without_a_pinned_sum_has_no_archive_to_trust() -> None:
+    assert TOOLS["kubeseal"].archives == ()
 
 
 def test_official_archive_names_follow_each_projects_release_naming() -> None:

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT, requires_tools
 from dagger import dag
 
-from pipeline.errors import ConfigError, ToolVersionError
+from pipeline.errors import ConfigError, SetupError, ToolVersionError
 from pipeline.model import CONTAINER_MOUNTS, Root, SecretRef, Step, out, src
 from pipeline.runners.dagger_runner import DaggerRunner
 from pipeline.tools import (
@@ -28,6 +28,8 @@ from pipeline.tools import (
     require,
 )
 
+# Tools with an image (every tool but the host-only kubeseal, used by the interop tests).
+CONTAINER_TOOLS = {name: tool for name, tool in TOOLS.items() if tool.image}
 IMAGE = re.compile(r"^(?P<repository>[^@]+):(?P<tag>[^:@/]+)@sha256:(?P<digest>[0-9a-f]{64})$")
 
 
@@ -41,13 +43,13 @@ def built(tool: str, tmp_path: Path, **step: Any) -> list[tuple[str, dict[str, A
     return selections(runner.executed(Step(name="t", tool=tool, args=("--version",), **step)))
 
 
-@pytest.mark.parametrize("tool", TOOLS.values(), ids=list(TOOLS))
+@pytest.mark.parametrize("tool", CONTAINER_TOOLS.values(), ids=list(CONTAINER_TOOLS))
 def test_image_is_pinned_by_tag_and_digest(tool: Any) -> None:
     match = IMAGE.match(tool.image)
     assert match, f"{tool.name}: image {tool.image!r} is not repository:tag@sha256:digest"
 
 
-@pytest.mark.parametrize("tool", TOOLS.values(), ids=list(TOOLS))
+@pytest.mark.parametrize("tool", CONTAINER_TOOLS.values(), ids=list(CONTAINER_TOOLS))
 def test_image_carries_the_pinned_version(tool: Any) -> None:
     match = IMAGE.match(tool.image)
     assert match is not None
@@ -70,7 +72,7 @@ def test_image_carries_the_pinned_version(tool: Any) -> None:
         assert [c for c in installs[0][2:] if not c.startswith("-")] == [tool.install_spec]
 
 
-@pytest.mark.parametrize("tool", TOOLS.values(), ids=list(TOOLS))
+@pytest.mark.parametrize("tool", CONTAINER_TOOLS.values(), ids=list(CONTAINER_TOOLS))
 def test_dagger_runner_starts_from_the_table_image(tool: Any, tmp_path: Path) -> None:
     chain = built(tool.name, tmp_path)
 
@@ -86,6 +88,12 @@ def test_dagger_runner_starts_from_the_table_image(tool: Any, tmp_path: Path) ->
         # Stopped in the container at the step's limit (600s by default), by GNU timeout.
         command = ["timeout", "--signal=TERM", "--kill-after=5", "600", *command]
     assert args["args"] == command
+
+
+def test_a_host_only_tool_is_refused_in_containers_naming_the_override(tmp_path: Path) -> None:
+    assert [name for name, tool in TOOLS.items() if not tool.image] == ["kubeseal"]
+    with pytest.raises(SetupError, match=r"kubeseal has no pinned image.*tools\.kubeseal\.image"):
+        built("kubeseal", tmp_path)
 
 
 def test_dagger_runner_follows_a_change_in_the_table(
@@ -162,7 +170,7 @@ def test_require_checks_the_table_version(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_unknown_tool_is_a_config_error() -> None:
-    known = r"known: actionlint, conftest, docker, git, helm"
+    known = r"known: actionlint, conftest, detect-secrets, docker, git, helm"
     with pytest.raises(ConfigError, match=rf"unknown tool 'helmfile'.*{known}"):
         get_tool("helmfile")
 
@@ -176,11 +184,22 @@ def test_dev_extra_pins_the_python_tools_to_the_table() -> None:
     )
     python_tools = [t for t in TOOLS.values() if t.source is Source.PYPI]
 
-    assert {t.name for t in python_tools} == {"ruff", "mypy", "pytest", "kubernetes-validate"}
+    assert {t.name for t in python_tools} == {
+        "ruff",
+        "mypy",
+        "pytest",
+        "kubernetes-validate",
+        "detect-secrets",
+    }
     for tool in python_tools:
         assert pins.get(tool.package) == tool.version, tool.name
     schemas_extra = pyproject["project"]["optional-dependencies"]["schemas"]
     assert schemas_extra == [f"kubernetes-validate=={TOOLS['kubernetes-validate'].version}"]
+    # The secrets container's cryptography is the extra's, which the host runs in-process.
+    secrets_extra = pyproject["project"]["optional-dependencies"]["secrets"]
+    crypto = next(c for c in TOOLS["detect-secrets"].container_setup[-1] if "cryptography" in c)
+    assert secrets_extra == [crypto, TOOLS["detect-secrets"].install_spec]
+    assert crypto in pyproject["project"]["optional-dependencies"]["dev"]
 
 
 def test_the_module_runtime_installs_nothing_heavy() -> None:
@@ -227,6 +246,7 @@ def test_python_m_pipeline_tools_prints_the_go_install_lines() -> None:
         ("kubeconform", ("-v",)),
         ("conftest", ("--version",)),
         ("actionlint", ("--version",)),
+        ("kubeseal", ("--version",)),
     ],
 )
 def test_installed_go_tools_report_their_pinned_version(tool: str, argv: tuple[str, ...]) -> None:

@@ -68,6 +68,8 @@ def chat_repo(tmp_path: Path) -> Path:
     shutil.copytree(REPO_ROOT / "charts" / "chat", source / "charts" / "chat")
     if (REPO_ROOT / CONFIG_FILE).is_file():
         shutil.copy(REPO_ROOT / CONFIG_FILE, source / CONFIG_FILE)
+    if (REPO_ROOT / "deploy").is_dir():  # the Argo CD objects pipeline.yaml's delivery: writes
+        shutil.copytree(REPO_ROOT / "deploy", source / "deploy")
     return source
 
 
@@ -220,6 +222,7 @@ def test_ok_passes_every_stage(validated: Callable[[str], CliRun]) -> None:
         "render": "passed",
         "kubeconform": "passed",
         "policy": "passed",
+        "secrets": "passed",
     }
     assert (run.out / ".version").read_text() == "1.0.0\n"
     assert (run.out / ".image-tag").read_text() == "1.0.0\n"
