@@ -73,6 +73,18 @@ def test_generated_deploy_passes_every_check_and_regenerates_byte_identical(
     assert stage["steps"] == 3
 
 
+def test_an_application_left_out_by_env_is_not_checked_and_not_a_finding(
+    tmp_path: Path,
+) -> None:
+    source = delivery_repo(tmp_path)
+    generate(source)
+    run = validate_repo(source, tmp_path / "out", *BUNDLED, "--env", "dev")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.stage("delivery")["status"] == "passed"
+    # Only dev's Application was probed (one render), plus kubeconform of deploy/.
+    assert run.stage("delivery")["steps"] == 2
+
+
 def test_value_files_are_exactly_what_validate_layers(tmp_path: Path) -> None:
     source = delivery_repo(tmp_path)
     generate(source)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pipeline.delivery import argocd, gotemplate, imageupdater
-from pipeline.discovery import RenderTarget
+from pipeline.discovery import RenderTarget, plan_targets
 from pipeline.errors import ConfigError
 from pipeline.manifests import load_yaml, merged_values, parse_resources
 from pipeline.model import Arg, Finding, Result, Status, StepResult, src
@@ -92,7 +92,17 @@ async def delivery_result(
     probes: dict[tuple[str, tuple[str, ...], str], _Probe] = {}
     targets = {(r.target.chart.name, r.target.environment): r.target for r in rendered}
     app_values: dict[str, tuple[RenderTarget, tuple[str, ...]]] = {}
+    # --env and --changed-since narrow what is rendered: an Application of a chart or
+    # environment left out is not checked this run, and is no finding either.
+    left_out = {(t.chart.name, t.environment) for t in plan_targets(run.config, ())} - set(targets)
     for app in apps:
+        labels = app.labels()
+        key = (
+            str(labels.get(argocd.CHART_LABEL, "")),
+            str(labels.get(argocd.ENVIRONMENT_LABEL, "")),
+        )
+        if key in left_out:
+            continue
         known = _check_app(run, app, targets, findings)
         if known is not None:
             app_values[app.name] = known
