@@ -43,7 +43,8 @@ def make_repo(root: Path, charts: int) -> Path:
         shutil.copy(chart / "values-dev.yaml", chart / "values-stg.yaml")
         text = (chart / "Chart.yaml").read_text(encoding="utf-8")
         (chart / "Chart.yaml").write_text(text.replace("name: chat", f"name: chat{index}", 1))
-    shutil.copytree(REPO / "policy", root / "policy")
+    if (REPO / "policy").is_dir():  # the repository's own; the built-in pack applies anyway
+        shutil.copytree(REPO / "policy", root / "policy")
     ignore = "" if SHARED_CRDS.is_dir() else "  ignore_missing_schemas: [Rollout, SealedSecret]\n"
     (root / "pipeline.yaml").write_text(f"kubeconform:\n  schema_locations: [bundled]\n{ignore}")
     return root
@@ -75,7 +76,9 @@ async def main(rounds: int, charts: int, scale: int | None) -> None:
         cache = Path(scratch) / "cache"  # as the CLI does for host runs: the schema bundle
 
         def make_run(runner: object, out_dir: Path) -> Run:
-            return Run(config, runner, out_dir, crd_schemas=crds, schema_cache=cache)  # type: ignore[arg-type]
+            return Run(  # type: ignore[arg-type]
+                config, runner, out_dir, crd_schemas=crds, schema_cache=cache, on_host=True
+            )
 
         await concurrent(make_run(LocalRunner(source, out), out))  # warm-up; outputs for (a)
         recorder = RecordingRunner(responder=dry_run_reply)
