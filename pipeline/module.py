@@ -25,14 +25,9 @@ from pipeline.changelog import changelog_markdown
 from pipeline.ci import PYTHON_STAGES, run_ci
 from pipeline.config import CONFIG_FILE, DEFAULT_KUBERNETES_VERSION, Config, load_config
 from pipeline.dagger_images import DaggerImages
-from pipeline.delivery import in_dagger as delivery_in_dagger
-from pipeline.delivery.argocd import rendered_files
-from pipeline.delivery.diff import diff as rendered_diff
-from pipeline.delivery.promote import PromoteRequest
 from pipeline.errors import ConfigError
 from pipeline.model import SecretRef, Step
 from pipeline.model import out as output_ref
-from pipeline.notify.in_dagger import notify_in_module
 from pipeline.plan import plan_text
 from pipeline.policy import catalog_text
 from pipeline.pychecks import mypy_targets, python_projects, write_stage_reports
@@ -51,7 +46,6 @@ from pipeline.runners.dagger_runner import (
     scratch_dir,
     tool_container,
 )
-from pipeline.secrets import in_dagger as sealing_in_dagger
 from pipeline.stages import kubernetes_validate, mypy, pytest, ruff
 from pipeline.tools import TOOLS, get_tool
 from pipeline.validate import ALL_CHECKS, CRD_INPUT, SCHEMA_CACHE, validate
@@ -488,6 +482,8 @@ class Pipeline:
     ) -> dagger.Directory:
         """Send to pipeline.yaml's notify: channels; returns notify.json (a failed channel too)."""
         workdir = scratch_dir("gitops-pipeline-notify-")
+        from pipeline.notify.in_dagger import notify_in_module  # noqa: PLC0415 - loaded when called, not at module load
+
         out = await notify_in_module(
             (await self._config_only()).notify,
             workdir,
@@ -527,6 +523,8 @@ class Pipeline:
         workdir = scratch_dir("gitops-pipeline-")
         config = load_config(await self._local_source(workdir))
         directory = dag.directory()
+        from pipeline.delivery.argocd import rendered_files  # noqa: PLC0415 - loaded when called, not at module load
+
         for name, text in rendered_files(config).items():
             directory = directory.with_new_file(name, text)
         return directory
@@ -580,6 +578,8 @@ class Pipeline:
     ) -> dagger.File:
         """A SealedSecret for the controller's certificate, or merge_into with the keys updated."""
         images = (await self._config_only()).tool_images()
+        from pipeline.secrets import in_dagger as sealing_in_dagger  # noqa: PLC0415 - loaded when called, not at module load
+
         return await sealing_in_dagger.seal(
             images=images,
             keys=key,
@@ -615,6 +615,9 @@ class Pipeline:
     ) -> dagger.Directory:
         """Write a published version into one overlay and commit it; returns promote.patch."""
         run, runner = await self._release_run(git_dir)
+        from pipeline.delivery import in_dagger as delivery_in_dagger  # noqa: PLC0415 - loaded when called, not at module load
+        from pipeline.delivery.promote import PromoteRequest  # noqa: PLC0415 - loaded when called, not at module load
+
         request = PromoteRequest(
             environment=env,
             version=version or None,
@@ -639,6 +642,9 @@ class Pipeline:
     ) -> dagger.Directory:
         """Rendered resources added, removed and changed per environment: diff.json, diff.md."""
         run = await self._checks_run(env, offline=offline, git_dir=git_dir)
+        from pipeline.delivery import in_dagger as delivery_in_dagger  # noqa: PLC0415 - loaded when called, not at module load
+        from pipeline.delivery.diff import diff as rendered_diff  # noqa: PLC0415 - loaded when called, not at module load
+
         await rendered_diff(run, base, delivery_in_dagger.runner_for(run.config.tool_images()))
         return artifacts_directory(run.out)
 
