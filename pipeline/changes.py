@@ -58,17 +58,22 @@ class Selection:
         }
 
 
-async def changed_since(run: Run, ref: str) -> tuple[str, ...]:
-    """Files changed since the merge base of `ref` and HEAD, uncommitted and untracked too."""
+async def merge_base(run: Run, ref: str, field: str) -> str:
+    """The commit where HEAD left `ref`: what a pull request's changes are counted from."""
     base = await run.runner.run(git.merge_base_step(ref))
     if not base.ok:
         detail = (base.stderr or base.stdout).strip().splitlines()
         raise ConfigError(
             f"cannot compare with {ref!r}: {detail[-1] if detail else 'git merge-base failed'} "
             "(fetch it first: a shallow clone needs `git fetch origin <branch>`)",
-            field="--changed-since",
+            field=field,
         )
-    commit = base.stdout.strip()
+    return git.parse_head(base.stdout)
+
+
+async def changed_since(run: Run, ref: str) -> tuple[str, ...]:
+    """Files changed since the merge base of `ref` and HEAD, uncommitted and untracked too."""
+    commit = await merge_base(run, ref, "--changed-since")
     diff = await run.runner.run(git.changed_files_step(commit))
     untracked = await run.runner.run(git.untracked_files_step())
     for step in (diff, untracked):

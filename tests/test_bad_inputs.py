@@ -1009,7 +1009,7 @@ CASES: list[BadInput] = [
             "file:{tmp}/no-such-secret",
         ),
         2,
-        r"no-such-secret: secret REGISTRY_PASSWORD: cannot read secret file",
+        r"no-such-secret: secret REGISTRY_PASSWORD: cannot read the secret's file",
         NO_REPORTS,
         tools=(),
     ),

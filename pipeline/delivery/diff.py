@@ -24,13 +24,13 @@ from typing import Any
 import anyio.to_thread
 
 from pipeline import reports
+from pipeline.changes import merge_base
 from pipeline.config import load_config
 from pipeline.delivery import git_steps
 from pipeline.errors import CheckFailedError, ConfigError, PipelineError
 from pipeline.manifests import Resource
 from pipeline.run import Run
 from pipeline.runners import Runner
-from pipeline.stages import git
 from pipeline.validate import Rendered, validate
 
 JSON_FILE = "diff.json"
@@ -251,15 +251,7 @@ def compare(
 
 
 async def _base_commit(run: Run, ref: str) -> str:
-    base = await run.runner.run(git.merge_base_step(ref))
-    if not base.ok:
-        detail = (base.stderr or base.stdout).strip().splitlines()
-        raise ConfigError(
-            f"cannot compare with {ref!r}: {detail[-1] if detail else 'git merge-base failed'} "
-            "(fetch it first: a shallow clone needs `git fetch origin <branch>`)",
-            field="--base",
-        )
-    return git.parse_head(base.stdout)
+    return await merge_base(run, ref, "--base")
 
 
 def _safe_members(tar: tarfile.TarFile, into: Path) -> list[tarfile.TarInfo]:

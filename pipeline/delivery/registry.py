@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, SetupError
 from pipeline.model import SecretRef
+from pipeline.references import read_reference_text
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -219,19 +218,4 @@ def manifest_digest(
 
 def read_reference(reference: SecretRef) -> str:
     """The value behind env:NAME or file:PATH, on this machine; the message never holds it."""
-    scheme, _, target = reference.source.partition(":")
-    if scheme == "env":
-        value = os.environ.get(target)
-        if value is None:
-            raise ConfigError(
-                f"environment variable {target} is not set", field="--registry-password"
-            )
-        return value
-    try:
-        return Path(target).expanduser().read_text(encoding="utf-8").rstrip("\n")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the password file: {exc.strerror}",
-            file=target,
-            field="--registry-password",
-        ) from None
+    return read_reference_text(reference.source, "--registry-password")

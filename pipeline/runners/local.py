@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 
-from pipeline.errors import ConfigError
 from pipeline.limits import STOP_GRACE_SECONDS, step_limit
 from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
+from pipeline.references import read_reference_text
 from pipeline.step_cache import StepCache
 from pipeline.tools import PACKAGE_ROOT, UV_CACHE, get_tool, require
 
@@ -196,21 +196,7 @@ def check_secret(secret: SecretRef) -> None:
 
 
 def _read_secret(secret: SecretRef) -> str:
-    scheme, _, target = secret.source.partition(":")
-    if scheme == "env":
-        value = os.environ.get(target)
-        if value is None:
-            raise ConfigError(
-                f"environment variable {target} is not set", field=f"secret {secret.variable}"
-            )
-        return value
-    path = Path(target).expanduser()
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\n")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read secret file: {exc.strerror}", file=path, field=f"secret {secret.variable}"
-        ) from None
+    return read_reference_text(secret.source, f"secret {secret.variable}")
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.references import read_reference
 from pipeline.secrets import kubeseal_format, options
 from pipeline.secrets.certificates import certificate_for_sealing, read_certificate_bytes
 from pipeline.secrets.options import SealOptions, ValueSource
@@ -39,22 +40,7 @@ class Sealed:
 
 def read_value(source: ValueSource) -> bytes:
     """The plaintext behind a reference: an environment variable, or a file's exact bytes."""
-    scheme, _, target = source.reference.partition(":")
-    if scheme == "env":
-        value = os.environ.get(target)
-        if value is None:
-            raise ConfigError(
-                f"environment variable {target} is not set", field=f"--value {source.key}"
-            )
-        return value.encode()
-    try:
-        return Path(target).expanduser().read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the value's file: {exc.strerror}",
-            file=target,
-            field=f"--value {source.key}",
-        ) from None
+    return read_reference(source.reference, f"--value {source.key}")
 
 
 def seal(opts: SealOptions, now: dt.datetime | None = None) -> Sealed:

@@ -162,12 +162,7 @@ def load_errors(check: str, stderr: str, roots: Sequence[str]) -> list[Finding]:
     """Policies that OPA could not load, each at its file and line (relative to a root)."""
     findings: list[Finding] = []
     for found in _LOAD_ERROR.finditer(stderr):
-        file = found["file"]
-        for root in roots:
-            prefix = root.rstrip("/") + "/"
-            if file.startswith(prefix):
-                file = file.removeprefix(prefix)
-                break
+        file = tool_output.under_root(found["file"], roots) or found["file"]
         findings.append(
             Finding(
                 check=check,

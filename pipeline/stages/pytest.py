@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.model import Finding, Status, Step, joined, out, src
-from pipeline.stages import python_env
+from pipeline.stages import python_env, tool_output
 
 NO_TESTS_COLLECTED = 5
 
@@ -160,13 +160,7 @@ def interrupted_at(output: str, roots: tuple[str, ...]) -> tuple[str, int] | Non
         pass
     if found is None:
         return None
-    file = found["file"]
-    for root in roots:
-        prefix = root.rstrip("/") + "/"
-        if file.startswith(prefix):
-            file = file.removeprefix(prefix)
-            break
-    return file, int(found["line"])
+    return tool_output.under_root(found["file"], roots) or found["file"], int(found["line"])
 
 
 # A module that cannot be compiled: pytest's traceback ends with the compiler's own location.
@@ -183,14 +177,8 @@ def _collection_failure(finding: Finding, traceback: str, roots: tuple[str, ...]
     located = list(_COMPILE_ERROR_AT.finditer(traceback))
     if not located:
         return dataclasses.replace(finding, message=message)
-    file = located[-1]["file"]
-    for root in roots:
-        prefix = root.rstrip("/") + "/"
-        if file.startswith(prefix):
-            return dataclasses.replace(
-                finding,
-                message=message,
-                file=file.removeprefix(prefix),
-                line=int(located[-1]["line"]),
-            )
-    return dataclasses.replace(finding, message=f"{message} ({file}:{located[-1]['line']})")
+    file, line = located[-1]["file"], int(located[-1]["line"])
+    inside = tool_output.under_root(file, roots)
+    if inside is None:  # outside the repository: said in the message, the test file stays
+        return dataclasses.replace(finding, message=f"{message} ({file}:{line})")
+    return dataclasses.replace(finding, message=message, file=inside, line=line)

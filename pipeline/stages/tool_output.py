@@ -12,7 +12,7 @@ Missing keys and nulls read as the default the parsers always used: tools omit e
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 _SHOWN = 200  # characters of unreadable output quoted in an error
@@ -109,3 +109,12 @@ class Shape:
                 "expected a count (0 or more)"
             )
         return value
+
+
+def under_root(path: str, roots: Sequence[str]) -> str | None:
+    """`path` relative to the first of `roots` it is inside (a host or container mount)."""
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path.removeprefix(prefix)
+    return None
