@@ -493,6 +493,16 @@ def secret_reference(flag: str) -> Callable[[str], SecretRef]:
     return parse
 
 
+def _registry_login_arguments(parser: argparse.ArgumentParser, where_it_goes: str) -> None:
+    parser.add_argument("--registry-username", help="registry user (GHCR: the GitHub actor)")
+    parser.add_argument(
+        "--registry-password",
+        type=secret_reference("--registry-password"),
+        metavar="REF",
+        help=f"env:NAME or file:PATH; {where_it_goes}",
+    )
+
+
 def _image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image", help="registry/owner/name, lower-case (default: image.repository)"
@@ -506,13 +516,7 @@ def _image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source-url", help="org.opencontainers.image.source (default: the git remote)"
     )
-    parser.add_argument("--registry-username", help="registry user (GHCR: the GitHub actor)")
-    parser.add_argument(
-        "--registry-password",
-        type=secret_reference("--registry-password"),
-        metavar="REF",
-        help="env:NAME or file:PATH; sent to docker login on stdin",
-    )
+    _registry_login_arguments(parser, "sent to docker login on stdin")
 
 
 def _release_arguments(parser: argparse.ArgumentParser) -> None:
@@ -666,13 +670,7 @@ def _promote_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image", help="the image the registry must hold (default: the values' repository)"
     )
-    parser.add_argument("--registry-username", help="registry user (GHCR: the GitHub actor)")
-    parser.add_argument(
-        "--registry-password",
-        type=secret_reference("--registry-password"),
-        metavar="REF",
-        help="env:NAME or file:PATH; sent only to the registry (and its token service)",
-    )
+    _registry_login_arguments(parser, "sent only to the registry (and its token service)")
     parser.add_argument(
         "--pr",
         action="store_true",
