@@ -17,7 +17,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -905,14 +905,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @asynccontextmanager
 async def open_runner(
-    args: argparse.Namespace, config: Config, out_dir: Path
+    args: argparse.Namespace, config: Config, out_dir: Path, limits: Mapping[str, float]
 ) -> AsyncIterator[tuple[Runner, RecordingRunner | None]]:
     source = config.source
     if args.dry_run:
         recorder = RecordingRunner(responder=dry_run_reply)
         yield recorder, recorder
         return
-    limits = with_flag(config.timeouts, args.timeout)
     if args.runner == "local":
         cache = None if args.no_cache else step_cache()
         local = LocalRunner(
@@ -1044,8 +1043,10 @@ def _check_out(out_dir: Path, config: Config) -> None:
 async def _run_verb(
     args: argparse.Namespace, func: VerbFunc, config: Config, out_dir: Path
 ) -> Status:
+    # Once, for the runner that enforces them and the stages that read them (per-test limit).
+    limits = with_flag(config.timeouts, args.timeout)
     async with (
-        open_runner(args, config, out_dir) as (runner, recorder),
+        open_runner(args, config, out_dir, limits) as (runner, recorder),
         _progress_shown(args, recorder) as display,
     ):
         run = Run(
@@ -1060,7 +1061,7 @@ async def _run_verb(
             schema_cache=default_cache_dir() if isinstance(runner, LocalRunner) else None,
             allow_empty=getattr(args, "allow_empty", False),
             offline=getattr(args, "offline", False),
-            timeouts=with_flag(config.timeouts, args.timeout),
+            timeouts=limits,
             on_host=isinstance(runner, LocalRunner),
             changed_since=getattr(args, "changed_since", None),
             secrets_certificate=args.cert.resolve() if getattr(args, "cert", None) else None,

@@ -32,4 +32,8 @@ def read_reference(reference: str, field: str) -> bytes:
 
 def read_reference_text(reference: str, field: str) -> str:
     """As text, without the file's final newline (editors add one; passwords have none)."""
-    return read_reference(reference, field).decode("utf-8").rstrip("\n")
+    try:
+        return read_reference(reference, field).decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        # The bytes are the secret: say where they are, never what they are.
+        raise ConfigError(f"{reference} is not UTF-8 text", field=field) from None

@@ -10,6 +10,7 @@ from conftest import REPO_ROOT, fixture_repo, requires_tools
 
 from pipeline.errors import ConfigError, ToolMissingError, ToolVersionError
 from pipeline.model import SecretRef, Step, out, src
+from pipeline.references import read_reference_text
 from pipeline.runners.local import REDACTED, TIMEOUT_EXIT_CODE, LocalRunner
 from pipeline.runners.recording import describe
 from pipeline.tools import INSTALL_SCRIPT, TOOLS, TOOLS_DIR_ENV, go_module_version, tools_dir
@@ -272,3 +273,13 @@ def test_secret_source_must_be_env_or_file() -> None:
         SecretRef("TOKEN", "literal:hunter2")
     with pytest.raises(ValueError, match="env:NAME or file:PATH"):
         SecretRef("TOKEN", "env:")
+
+
+def test_a_secret_file_that_is_not_utf8_is_named_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_bytes(b"\xffs3cr3t\n")
+    with pytest.raises(ConfigError) as caught:
+        read_reference_text(f"file:{secret}", "--registry-password")
+    assert caught.value.field == "--registry-password"
+    assert f"file:{secret} is not UTF-8 text" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)

@@ -8,15 +8,14 @@ in the Dagger module only the `Secret`s given to the function can be read.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError
 from pipeline.notify.settings import CHANNEL_KINDS, ChannelSettings, NotifySettings
 from pipeline.notify.wire import Target
+from pipeline.references import read_reference_text
 
 REDACTED = "***"
 
@@ -138,19 +137,10 @@ def targets(
 
 def host_lookup(reference: str, where: str) -> str:
     """A reference read on this machine: the environment variable or the file's text."""
-    scheme, _, target = reference.partition(":")
-    if scheme == "env":
-        value = os.environ.get(target)
-        if not value:
-            raise ConfigError(f"environment variable {target} is not set or empty", field=where)
-        return value
-    path = Path(target).expanduser()
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read it: {exc.strerror}", file=path, field=where) from None
+    value = read_reference_text(reference, where).strip()
     if not value:
-        raise ConfigError("the file is empty", file=path, field=where)
+        # An empty token would only fail later, at the channel, less clearly.
+        raise ConfigError(f"{reference} is empty", field=where)
     return value
 
 
