@@ -1034,7 +1034,8 @@ def _check_out(out_dir: Path, config: Config) -> None:
         inside = (source / relative).resolve()
         if resolved == inside or inside in resolved.parents:
             raise ConfigError(
-                f"must not be inside {relative}: the reports would become part of it",
+                f"must not be inside {relative}: the reports would become part of it; "
+                "pass --out with a directory outside it (for example ../artifacts)",
                 file=out_dir,
                 field="--out",
             )
