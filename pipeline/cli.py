@@ -1066,6 +1066,7 @@ async def _run_verb(
             on_host=isinstance(runner, LocalRunner),
             changed_since=getattr(args, "changed_since", None),
             secrets_certificate=args.cert.resolve() if getattr(args, "cert", None) else None,
+            memo=runner.cache if isinstance(runner, LocalRunner) else None,
         )
         ledger = artifacts.begin(out_dir) if recorder is None else None
         summary_before = _stamp(out_dir / "summary.json")

@@ -12,6 +12,7 @@ import anyio
 
 from pipeline.config import Config
 from pipeline.runners import Runner
+from pipeline.step_cache import StepCache
 
 T = TypeVar("T")
 
@@ -50,6 +51,9 @@ class Run:
     changed_since: str | None = None
     # The sealed-secrets certificate the secrets check holds SealedSecrets to (`--cert`).
     secrets_certificate: Path | None = None
+    # Remembers in-process work between runs as the step cache does tools' (the secrets
+    # scan, per file); None: always done again (`--no-cache`, or steps run elsewhere).
+    memo: StepCache | None = None
 
     @property
     def source(self) -> Path:

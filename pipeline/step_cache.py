@@ -21,9 +21,11 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.model import Arg, Joined, Ref, Step, StepResult
 
@@ -31,6 +33,7 @@ FORMAT = 1  # bump when the key or the entry layout changes: old entries are the
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 CACHE_LIMIT_ENV = "GITOPS_PIPELINE_CACHE_MAX_MB"
 _RESULT = "result.json"
+_VALUE = "value.json"  # a remembered value of in-process work (`remember`), not a step
 _OUTPUTS = "outputs"
 
 
@@ -38,6 +41,10 @@ _OUTPUTS = "outputs"
 class StepCache:
     root: Path  # <cache dir>/steps
     max_bytes: int = DEFAULT_MAX_BYTES
+    # What the cache holds, counted once and then kept up to date by this process's stores:
+    # eviction walks the cache only when the bound is crossed, not on every store.
+    _usage: list[int] = field(default_factory=list, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def key(self, step: Step, resolve: Callable[[Ref], Path], binary: Path) -> str:
         stat = binary.stat()
@@ -89,12 +96,8 @@ class StepCache:
     def store(self, key: str, result: StepResult, out: Path) -> None:
         if not result.ok or result.timed_out_after is not None:
             return
-        entry = self._entry(key)
-        if entry.exists():
-            return
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=entry.parent))
-        try:
+
+        def write(staging: Path) -> None:
             for relative in result.outputs:
                 source = out / relative
                 target = staging / _OUTPUTS / relative
@@ -115,15 +118,62 @@ class StepCache:
                 ),
                 encoding="utf-8",
             )
+
+        self._write_entry(key, write)
+
+    def remember_key(self, kind: str, **described: Any) -> str:
+        """The key of a remembered value: what the work is (`kind`) and all it depends on."""
+        text = json.dumps(
+            {"format": FORMAT, "remembered": kind, **described},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def recall(self, key: str) -> Any | None:
+        """A value `remember` stored under `key` (from `remember_key`), or None."""
+        entry = self._entry(key)
+        try:
+            value = json.loads((entry / _VALUE).read_text(encoding="utf-8"))["value"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(entry)
+        return value
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep the result of in-process work (a JSON value) as a step's result is kept."""
+        text = json.dumps({"value": value})
+        self._write_entry(key, lambda staging: (staging / _VALUE).write_text(text, "utf-8"))
+
+    def _write_entry(self, key: str, write: Callable[[Path], object]) -> None:
+        entry = self._entry(key)
+        if entry.exists():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=entry.parent))
+        try:
+            write(staging)
+            size = _size(staging)
             staging.rename(entry)  # atomic; another run that stored it first wins
         except OSError:
-            pass  # a cache that cannot be written only costs the next run time
+            return  # a cache that cannot be written only costs the next run time
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.evict()
+        self._added(size)
 
-    def evict(self) -> None:
-        """Remove the least recently used entries until the cache fits its bound."""
+    def _added(self, size: int) -> None:
+        with self._lock:
+            if not self._usage:
+                self._usage.append(self.usage()[1])  # once: the walk includes this entry
+            else:
+                self._usage[0] += size
+            if self._usage[0] <= self.max_bytes:
+                return
+            self._usage[0] = self.evict()
+
+    def evict(self) -> int:
+        """Remove the least recently used entries until the cache fits its bound; its size."""
         entries = []
         total = 0
         for entry in _entries(self.root):
@@ -135,9 +185,10 @@ class StepCache:
             total += size
         for _, size, entry in sorted(entries):
             if total <= self.max_bytes:
-                return
+                break
             shutil.rmtree(entry, ignore_errors=True)
             total -= size
+        return total
 
     def usage(self) -> tuple[int, int]:
         """Entries and bytes in the cache."""

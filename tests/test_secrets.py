@@ -487,3 +487,45 @@ def test_the_layout_is_read_back_exactly() -> None:
     assert layout.key_bits == 4096
     assert isinstance(kubeseal_format.split(blob[:-1]), str)  # one byte short of the tag
     assert isinstance(kubeseal_format.split((600).to_bytes(2, "big") + bytes(512)), str)
+
+
+def test_a_remembered_scan_is_reused_only_for_the_same_content_and_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detect_secrets.core.scan  # noqa: PLC0415 - the library itself
+
+    from pipeline.secrets.detect import scan  # noqa: PLC0415
+    from pipeline.step_cache import StepCache  # noqa: PLC0415
+
+    source = tmp_path / "repo"
+    (source / "a").mkdir(parents=True)
+    (source / "b").mkdir()
+    leaky = f"image: nginx\nawsAccessKeyId: {AWS_KEY}\n"
+    (source / "a" / "values.yaml").write_text(leaky, encoding="utf-8")
+    (source / "b" / "values.yaml").write_text(leaky, encoding="utf-8")  # an identical copy
+    (source / "b" / "other.yaml").write_text("image: nginx\n", encoding="utf-8")
+    memo = StepCache(tmp_path / "cache")
+    files = ["a/values.yaml", "b/values.yaml", "b/other.yaml"]
+
+    first = [(d.file, d.line, d.type) for d in scan(source, files, memo)]
+    assert first == [("a/values.yaml", 2, "AWS Access Key"), ("b/values.yaml", 2, "AWS Access Key")]
+    # What is remembered is where and what kind, never the value.
+    for stored in (tmp_path / "cache").rglob("*.json"):
+        assert AWS_KEY not in stored.read_text(encoding="utf-8")
+
+    # Unchanged files are not scanned again: detect-secrets is not called at all.
+    def not_again(filename: str) -> list[Any]:
+        raise AssertionError(f"scanned {filename} again")
+
+    monkeypatch.setattr(detect_secrets.core.scan, "scan_file", not_again)
+    assert [(d.file, d.line, d.type) for d in scan(source, files, memo)] == first
+    monkeypatch.undo()
+
+    # A changed file is scanned again; so is the same content under another name, whose
+    # extension decides how detect-secrets reads it.
+    (source / "a" / "values.yaml").write_text(f"image: nginx\n\n\nkey: {AWS_KEY}\n", "utf-8")
+    (source / "b" / "other.txt").write_text(leaky, encoding="utf-8")
+    again = [(d.file, d.line, d.type) for d in scan(source, [*files, "b/other.txt"], memo)]
+    assert again[0] == ("a/values.yaml", 4, "AWS Access Key")
+    assert ("b/other.txt", 2, "AWS Access Key") in again
+    assert [(d.file, d.line, d.type) for d in scan(source, [*files, "b/other.txt"])] == again

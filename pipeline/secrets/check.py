@@ -16,13 +16,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipeline.secrets import kubeseal_format
 from pipeline.secrets.options import SECRET_KEY
 from pipeline.secrets.scopes import API_VERSION, KIND, SCOPE_ANNOTATIONS, Scope, scope_of
+
+if TYPE_CHECKING:
+    from pipeline.step_cache import StepCache
 
 CHECK = "secrets"
 FindingData = dict[str, Any]
@@ -281,9 +284,15 @@ def _allowed(finding: FindingData, allow: Sequence[Mapping[str, Any]]) -> Findin
 
 
 def run_plan(
-    plan: Mapping[str, Any], source: Path, certificate_file: Path | None
+    plan: Mapping[str, Any],
+    source: Path,
+    certificate_file: Path | None,
+    memo: StepCache | None = None,
 ) -> list[FindingData]:
-    """Every finding of the secrets check; a certificate problem is a finding too."""
+    """Every finding of the secrets check; a certificate problem is a finding too.
+
+    `memo` remembers each scanned file's plaintext findings between runs (the host's cache).
+    """
     from pipeline.secrets.detect import scan  # noqa: PLC0415 - needs detect-secrets
 
     findings: list[FindingData] = []
@@ -308,7 +317,7 @@ def run_plan(
                     file=name,
                 )
             )
-    for detected in scan(source, plan.get("scan_files", ())):
+    for detected in scan(source, plan.get("scan_files", ()), memo):
         findings.append(
             _allowed(
                 _finding(

@@ -10,14 +10,22 @@ finding names the file, line and kind of secret; the value never leaves this mod
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.secrets.kubeseal_format import looks_sealed
 
+if TYPE_CHECKING:
+    from pipeline.step_cache import StepCache
+
 NOT_SECRETS = frozenset({"Public IP (ipv4)"})
+# Bump when what this module keeps of detect-secrets' findings changes: remembered scans
+# made by the previous rules are then never reused.
+SCAN_RULES = 1
 KEYWORD = "Secret Keyword"
 # Helm's idioms for the name of a Secret the chart reads: `<x>SecretName`, `existingSecret`.
 _SECRET_REFERENCE_KEY = re.compile(
@@ -33,11 +41,18 @@ class Detected:
     type: str  # detect-secrets' name for it: "AWS Access Key", "Secret Keyword", ...
 
 
-def scan(source: Path, files: Sequence[str]) -> Iterator[Detected]:
+def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> Iterator[Detected]:
+    """Every plaintext-secret finding in `files`, in order.
+
+    With a `memo`, a file's findings are remembered by its content and what detect-secrets
+    reads of its name (the extension picks the parser; lock, baseline and swagger files are
+    filtered), so an unchanged file, or an identical copy, is not scanned again.
+    """
     from detect_secrets.core.plugins.util import (  # noqa: PLC0415 - the secrets extra
         get_mapping_from_secret_type_to_class,
     )
     from detect_secrets.core.scan import scan_file  # noqa: PLC0415
+    from detect_secrets.filters.heuristic import is_swagger_file  # noqa: PLC0415
     from detect_secrets.settings import transient_settings  # noqa: PLC0415
 
     mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
@@ -46,24 +61,60 @@ def scan(source: Path, files: Sequence[str]) -> Iterator[Detected]:
         for secret_type, plugin in sorted(mapping.items())
         if secret_type not in NOT_SECRETS
     ]
+    scanner = _scanner_identity(plugins)
     with transient_settings({"plugins_used": plugins}):
         for relative in files:
-            seen: set[tuple[int, str]] = set()
-            lines: list[str] | None = None
-            for found in scan_file(str(source / relative)):
-                value = found.secret_value or ""
-                if looks_sealed(value.strip("\"'")):
+            path = source / relative
+            key = None
+            if memo is not None and (digest := _digest(path)) is not None:
+                key = memo.remember_key(
+                    "secrets-scan",
+                    scanner=scanner,
+                    name=path.name,
+                    swagger=is_swagger_file(str(path)),
+                    digest=digest,
+                )
+                remembered = memo.recall(key)
+                if isinstance(remembered, list):
+                    yield from (Detected(relative, line, kind) for line, kind in remembered)
                     continue
-                if found.type == KEYWORD:
-                    if lines is None:
-                        lines = _lines(source / relative)
-                    text = lines[found.line_number - 1] if found.line_number <= len(lines) else ""
-                    if _SECRET_REFERENCE_KEY.match(text):
-                        continue
-                key = (found.line_number, found.type)
-                if key not in seen:
-                    seen.add(key)
-                    yield Detected(relative, found.line_number, found.type)
+            found = list(_scan_one(path, scan_file))
+            if key is not None and memo is not None:
+                memo.remember(key, [[line, kind] for line, kind in found])
+            yield from (Detected(relative, line, kind) for line, kind in found)
+
+
+def _scan_one(path: Path, scan_file: Callable[[str], Iterable[Any]]) -> Iterator[tuple[int, str]]:
+    seen: set[tuple[int, str]] = set()
+    lines: list[str] | None = None
+    for found in scan_file(str(path)):
+        value = found.secret_value or ""
+        if looks_sealed(value.strip("\"'")):
+            continue
+        if found.type == KEYWORD:
+            if lines is None:
+                lines = _lines(path)
+            text = lines[found.line_number - 1] if found.line_number <= len(lines) else ""
+            if _SECRET_REFERENCE_KEY.match(text):
+                continue
+        key = (found.line_number, found.type)
+        if key not in seen:
+            seen.add(key)
+            yield key
+
+
+def _scanner_identity(plugins: list[dict[str, str]]) -> dict[str, object]:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    return {"detect-secrets": version("detect-secrets"), "plugins": plugins, "rules": SCAN_RULES}
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError:
+        return None  # detect-secrets says what it could not read; nothing to remember
 
 
 def _lines(path: Path) -> list[str]:

@@ -155,7 +155,7 @@ async def _in_process(run: Run, the_plan: dict[str, Any]) -> list[dict[str, Any]
             "pip install 'gitops-pipeline[secrets]'"
         ) from None
     certificate = run.secrets_certificate
-    return await anyio.to_thread.run_sync(run_plan, the_plan, run.source, certificate)
+    return await anyio.to_thread.run_sync(run_plan, the_plan, run.source, certificate, run.memo)
 
 
 async def _in_container(run: Run, the_plan: dict[str, Any]) -> list[dict[str, Any]]:
