@@ -1,11 +1,13 @@
-"""Benchmark: `validate` against a naive sequential loop of the same tool calls, and re-runs.
+"""Benchmark: `validate` against a naive sequential loop of the same work, and re-runs.
 
-Makes a synthetic repository (N copies of charts/chat x 3 environments), then in one
-process times (a) the same steps `validate` runs, executed one after another through
-LocalRunner, (b) `validate` itself, which runs independent steps concurrently, and with the
-step cache (c) a re-run with nothing changed and (d) one with one values file changed.
-Prints medians and the ratios (targets: b/a <= 0.5, c/b <= 0.1, d/b <= 0.2), the peak
-memory of the tools, and, with --scale, the same cold run at 50 charts per target.
+Makes a synthetic repository (N charts, each its own files, x 3 environments), then in one
+process times (a) the naive loop: the tool calls `validate` makes, one helm/kubeconform/
+conftest process after another through LocalRunner, then the same secrets scan over the
+same files; (b) `validate` itself, as the CLI runs it (independent steps concurrently, helm
+through its resident workers when installed), and with the step cache (c) a re-run with
+nothing changed and (d) one with one values file changed. Prints medians and the ratios
+(targets: b/a <= 0.5, c/b <= 0.1, d/b <= 0.2), the peak memory of the tools, and, with
+--scale, the same cold run at 50 charts per target.
 
     .venv/bin/python benchmarks/validate_bench.py [--rounds 3] [--charts 6] [--scale 50]
 """
@@ -19,15 +21,20 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from pipeline.config import load_config
+from pipeline.model import Step
 from pipeline.plan import dry_run_reply
-from pipeline.run import Run
+from pipeline.run import Run, default_concurrency
+from pipeline.runners import helm_worker
 from pipeline.runners.local import LocalRunner
 from pipeline.runners.recording import RecordingRunner
+from pipeline.secrets.detect import scan
+from pipeline.secrets.stage import plan
 from pipeline.step_cache import StepCache
 from pipeline.validate import validate
 
@@ -65,11 +72,35 @@ def _make_distinct(chart: Path, index: int) -> None:
         file.write_text(file.read_text(encoding="utf-8") + comment, encoding="utf-8")
 
 
-async def sequential(run: Run, steps: list) -> float:  # type: ignore[type-arg]
+async def sequential(
+    run: Run, steps: list[Step], scanned: list[str], kinds: dict[str, list[float]]
+) -> tuple[float, float]:
+    """The tool calls one after another, then the secrets scan: (all, tool calls alone).
+
+    `kinds` gets the seconds of each step by its kind ("helm template") and of the scan."""
     started = time.perf_counter()
     for step in steps:
+        before = time.perf_counter()
         await run.runner.run(step)
-    return time.perf_counter() - started
+        kinds.setdefault(f"{step.tool} {step.args[0]}", []).append(time.perf_counter() - before)
+    tools = time.perf_counter() - started
+    list(scan(run.source, scanned))
+    kinds.setdefault("secrets scan (in-process)", []).append(time.perf_counter() - started - tools)
+    return time.perf_counter() - started, tools
+
+
+async def helm_in_workers(run: Run, steps: list[Step], kinds: dict[str, list[float]]) -> None:
+    """The served helm steps one after another through one worker, by kind."""
+    workers = helm_worker.pool(1)
+    if workers is None:
+        return
+    runner = LocalRunner(run.source, run.out, helm_workers=workers)
+    for step in (s for s in steps if helm_worker.serves(s)):
+        before = time.perf_counter()
+        await runner.run(step)
+        kind = f"{step.tool} {step.args[0]}, in a worker"
+        kinds.setdefault(kind, []).append(time.perf_counter() - before)
+    await workers.aclose()
 
 
 async def concurrent(run: Run) -> float:
@@ -81,84 +112,115 @@ async def concurrent(run: Run) -> float:
     return elapsed
 
 
+@dataclass(frozen=True)
+class Bench:
+    scratch: Path
+    crds: tuple[Path, ...] = (SHARED_CRDS,) if SHARED_CRDS.is_dir() else ()
+
+    def run(self, runner: LocalRunner | RecordingRunner, out_dir: Path) -> Run:
+        memo = runner.cache if isinstance(runner, LocalRunner) else None  # as the CLI does
+        return Run(
+            load_config(runner.source if isinstance(runner, LocalRunner) else self.repo),
+            runner,
+            out_dir,
+            crd_schemas=self.crds,
+            schema_cache=self.scratch / "cache",  # as the CLI does on a host: the schema bundle
+            on_host=True,
+            memo=memo,
+        )
+
+    @property
+    def repo(self) -> Path:
+        return self.scratch / "repo"
+
+    async def as_the_cli(self, source: Path, out_dir: Path, steps: Path) -> float:
+        """One `gitops-pipeline validate`: its own step cache object over `steps`, its own
+        helm workers (started, and stopped, within the timing)."""
+        started = time.perf_counter()
+        workers = helm_worker.pool(default_concurrency())
+        runner = LocalRunner(source, out_dir, cache=StepCache(steps), helm_workers=workers)
+        try:
+            await concurrent(self.run(runner, out_dir))
+        finally:
+            if workers is not None:
+                await workers.aclose()
+        return time.perf_counter() - started
+
+
 async def main(rounds: int, charts: int, scale: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="gitops-bench-") as scratch:
-        source = make_repo(Path(scratch) / "repo", charts)
-        config = load_config(source)
-        crds = (SHARED_CRDS,) if SHARED_CRDS.is_dir() else ()
+        bench = Bench(Path(scratch))
+        source = make_repo(bench.repo, charts)
         out = Path(scratch) / "out"
-
-        cache = Path(scratch) / "cache"  # as the CLI does for host runs: the schema bundle
-
-        def make_run(runner: LocalRunner | RecordingRunner, out_dir: Path) -> Run:
-            memo = runner.cache if isinstance(runner, LocalRunner) else None  # as the CLI does
-            return Run(
-                config,
-                runner,
-                out_dir,
-                crd_schemas=crds,
-                schema_cache=cache,
-                on_host=True,
-                memo=memo,
-            )
-
-        await concurrent(make_run(LocalRunner(source, out), out))  # warm-up; outputs for (a)
+        if helm_worker.pool(1) is None:
+            print(f"no {helm_worker.WORKER} beside helm: every helm step starts helm")
+        warm_up = bench.run(LocalRunner(source, out), out)
+        outcome = await validate(warm_up)  # the outputs the naive loop's steps read
+        scanned = plan(warm_up, outcome.rendered, None)["scan_files"]
         recorder = RecordingRunner(responder=dry_run_reply)
-        await validate(make_run(recorder, Path(scratch) / "plan"))
+        await validate(bench.run(recorder, Path(scratch) / "plan"))
         steps = recorder.steps
-        naive_times: list[float] = []
-        validate_times: list[float] = []
-        warm_times: list[float] = []
-        changed_times: list[float] = []
+        times: dict[str, list[float]] = {k: [] for k in ("tools", "naive", "cold", "warm", "one")}
+        kinds: dict[str, list[float]] = {}
         values = source / "charts" / "chat1" / "values-prd.yaml"
         original = values.read_text(encoding="utf-8")
         for round_index in range(rounds):
-            naive_times.append(await sequential(make_run(LocalRunner(source, out), out), steps))
+            naive_run = bench.run(LocalRunner(source, out), out)
+            naive, tools = await sequential(naive_run, steps, scanned, kinds)
+            await helm_in_workers(naive_run, steps, kinds)
+            times["naive"].append(naive)
+            times["tools"].append(tools)
             fresh = Path(scratch) / f"out-{round_index}"
-            step_cache = StepCache(Path(scratch) / f"steps-{round_index}")
-            cached = LocalRunner(source, fresh, cache=step_cache)
-            validate_times.append(await concurrent(make_run(cached, fresh)))  # fills the cache
-            warm_times.append(await concurrent(make_run(cached, fresh)))
+            cache = Path(scratch) / f"steps-{round_index}"
+            times["cold"].append(await bench.as_the_cli(source, fresh, cache))
+            times["warm"].append(await bench.as_the_cli(source, fresh, cache))
             values.write_text(f"{original}\n# round {round_index}\nreplicaCount: 3\n", "utf-8")
-            changed_times.append(await concurrent(make_run(cached, fresh)))
+            times["one"].append(await bench.as_the_cli(source, fresh, cache))
             values.write_text(original, encoding="utf-8")
-        naive = statistics.median(naive_times)
-        ours = statistics.median(validate_times)
-        warm = statistics.median(warm_times)
-        changed = statistics.median(changed_times)
+        median = {k: statistics.median(v) for k, v in times.items()}
+        naive, ours = median["naive"], median["cold"]
         shape = f"{charts} charts x {len(ENVIRONMENTS)} environments"
         print(f"synthetic repo: {shape}, {len(steps)} tool calls")
-        print(f"naive sequential loop: {naive:.2f}s (median of {rounds})")
-        print(f"validate, cold cache: {ours:.2f}s; ratio to naive {ours / naive:.2f} (target 0.5)")
-        print(f"re-run, nothing changed: {warm:.2f}s; ratio to cold {warm / ours:.2f} (target 0.1)")
         print(
-            f"re-run, one values file changed: {changed:.2f}s; ratio to cold "
-            f"{changed / ours:.2f} (target 0.2)"
+            f"naive sequential loop: {naive:.2f}s (median of {rounds}; the tool calls "
+            f"{median['tools']:.2f}s, then the secrets scan of {len(scanned)} files)"
         )
+        print(f"validate, cold cache: {ours:.2f}s; ratio to naive {ours / naive:.2f} (target 0.5)")
+        warm, one = median["warm"], median["one"]
+        print(f"re-run, nothing changed: {warm:.2f}s; ratio to cold {warm / ours:.2f} (target 0.1)")
+        print(f"re-run, one values file changed: {one:.2f}s; ratio to cold {one / ours:.2f} (0.2)")
+        print("where the naive loop's time goes, per round (and helm's served steps in a worker):")
+        for kind, seconds in kinds.items():
+            count = len(seconds) // rounds
+            each = statistics.median(seconds) * 1000
+            print(f"  {kind}: {count} x {each:.0f} ms = {sum(seconds) / rounds:.2f}s")
         print(f"peak memory of one tool process: {_peak_child_mb():.0f} MB")
         if scale:
-            per_target = ours / (charts * len(ENVIRONMENTS))
-            big = make_repo(Path(scratch) / "big", scale)
-            big_config = load_config(big)
-            big_out = Path(scratch) / "big-out"
-            started = time.perf_counter()
-            await validate(
-                Run(
-                    big_config,
-                    LocalRunner(big, big_out),
-                    big_out,
-                    crd_schemas=crds,
-                    schema_cache=cache,
-                )
-            )
-            elapsed = time.perf_counter() - started
-            big_per_target = elapsed / (scale * len(ENVIRONMENTS))
-            print(
-                f"{scale} charts x {len(ENVIRONMENTS)}: {elapsed:.2f}s, "
-                f"{big_per_target / per_target:.2f} x the time per chart environment of "
-                f"{charts} x {len(ENVIRONMENTS)} (linear: 1.00, within 10%); peak tool memory "
-                f"{_peak_child_mb():.0f} MB, this process {_peak_self_mb():.0f} MB"
-            )
+            await _scale(bench, charts, scale, ours)
+
+
+async def _scale(bench: Bench, charts: int, scale: int, small: float) -> None:
+    """Cold runs at `scale`/2 and `scale` charts: the time per chart environment, and whether
+    the cost of each chart added stays the same (linear growth) or rises."""
+    middle = max(charts + 1, scale // 2)
+    elapsed: dict[int, float] = {charts: small}
+    for size in (middle, scale):
+        repo = make_repo(bench.scratch / f"big-{size}", size)
+        out = bench.scratch / f"big-{size}-out"
+        elapsed[size] = await bench.as_the_cli(repo, out, bench.scratch / f"big-{size}-steps")
+    targets = len(ENVIRONMENTS)
+    per_target = {size: seconds / (size * targets) for size, seconds in elapsed.items()}
+    first = (elapsed[middle] - elapsed[charts]) / ((middle - charts) * targets)
+    second = (elapsed[scale] - elapsed[middle]) / ((scale - middle) * targets)
+    amortised = per_target[scale] / per_target[charts]
+    print(
+        f"{scale} charts x {targets}: {elapsed[scale]:.2f}s, {amortised:.2f}"
+        f" x the time per chart environment of {charts} x {targets} (fixed costs amortised); "
+        f"each chart environment added costs {first * 1000:.0f} ms from {charts} to {middle} "
+        f"charts and {second * 1000:.0f} ms from {middle} to {scale}: ratio {second / first:.2f} "
+        f"(linear: 1.00, within 10%); peak tool memory {_peak_child_mb():.0f} MB, this process "
+        f"{_peak_self_mb():.0f} MB"
+    )
 
 
 def _peak_child_mb() -> float:

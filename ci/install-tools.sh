@@ -32,3 +32,18 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0
   GOBIN="$bin" go install -ldflags "-X $ldflag" "$spec"
   echo "$spec $ldflag" >"$stamp"
 done
+
+# helm's resident worker (tools/helm-worker, our code on the pinned helm module): validate
+# runs `helm template`/`helm lint` through it instead of starting helm for each. Built with
+# the same version stamp and flags as helm (sharing its build cache); rebuilt when its source
+# or the helm pin changes.
+helm_ldflag=$("$python" -m pipeline.tools | awk '$1 == "helm" {print $3}')
+worker_stamp="$bin/.helm-worker.pin"
+worker_spec="$helm_ldflag $(cat "$root"/tools/helm-worker/{go.mod,go.sum,main.go} | sha256sum | cut -d' ' -f1)"
+if [[ -x "$bin/helm-worker" && "$(cat "$worker_stamp" 2>/dev/null)" == "$worker_spec" ]]; then
+  echo "install-tools: helm-worker already built"
+else
+  echo "install-tools: go build tools/helm-worker"
+  (cd "$root/tools/helm-worker" && go build -ldflags "-X $helm_ldflag" -o "$bin/helm-worker" .)
+  echo "$worker_spec" >"$worker_stamp"
+fi

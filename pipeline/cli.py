@@ -32,8 +32,8 @@ from pipeline.errors import ConfigError, InterruptedRunError, PipelineError, Set
 from pipeline.limits import with_flag
 from pipeline.model import Result, SecretRef, Status
 from pipeline.plan import dry_run_reply
-from pipeline.run import Run, default_cache_dir, first_leaf
-from pipeline.runners import Runner
+from pipeline.run import Run, default_cache_dir, default_concurrency, first_leaf
+from pipeline.runners import Runner, helm_worker
 from pipeline.runners.local import LocalRunner, check_secret
 from pipeline.runners.observed import ObservedRunner
 from pipeline.runners.recording import RecordingRunner, describe
@@ -208,10 +208,12 @@ async def tools_verb(args: argparse.Namespace) -> Status:
                 images[tool.name],
             )
         )
-    answer({"tools": tools})
+    worker = helm_worker.status()
+    answer({"tools": tools, "helm_worker": worker})
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         out("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
+    out(worker)
     return Status.PASSED
 
 
@@ -914,14 +916,20 @@ async def open_runner(
         return
     if args.runner == "local":
         cache = None if args.no_cache else step_cache()
+        workers = helm_worker.pool(default_concurrency())
         local = LocalRunner(
             source=source,
             out=out_dir,
             timeouts=limits,
             cache=cache,
             tool_caches=default_cache_dir() / "tools",
+            helm_workers=workers,
         )
-        yield local, None
+        try:
+            yield local, None
+        finally:
+            if workers is not None:
+                await workers.aclose()
         return
     import dagger  # noqa: PLC0415
 

@@ -15,6 +15,15 @@ PER_TEST_KEY = "test-case"  # seconds one test may run (pytest-timeout's --timeo
 # hanging one took more than the rest, and then the step limit still keeps the partial report.
 PER_TEST_SHARE = 0.8
 STOP_GRACE_SECONDS = 5.0  # between the step's stop signal and SIGKILL
+TIMEOUT_EXIT_CODE = 124  # as GNU timeout reports a command it stopped; the local runner too
+
+
+def timed_out_note(limit_seconds: float) -> str:
+    """What a step's stderr ends with when its time limit stopped it."""
+    return (
+        f"\ntimed out after {limit_seconds:g}s (the step's time limit: "
+        "pipeline.yaml `timeouts`, or --timeout)\n"
+    )
 
 
 def step_limit(limits: Mapping[str, float], tool: str, fallback: float) -> float:

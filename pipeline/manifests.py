@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -15,6 +16,14 @@ SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader
 
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, C or Python
+
+
+@lru_cache(maxsize=1024)
+def load_values_text(text: str) -> Any:
+    """A values file's content, parsed once per distinct text in a process (a chart's
+    values.yaml is read for each of its environments). Shared: callers must not change it;
+    a YAML error is raised again for each call."""
+    return load_yaml(text)
 
 
 _SOURCE = re.compile(r"^# Source: (?P<path>.+)$", re.MULTILINE)

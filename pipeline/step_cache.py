@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,15 @@ from typing import Any
 
 from pipeline.model import Arg, Joined, Ref, Step, StepResult
 
-FORMAT = 1  # bump when the key or the entry layout changes: old entries are then never hit
+FORMAT = 2  # bump when the key or the entry layout changes: old entries are then never hit
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 CACHE_LIMIT_ENV = "GITOPS_PIPELINE_CACHE_MAX_MB"
 _RESULT = "result.json"
 _VALUE = "value.json"  # a remembered value of in-process work (`remember`), not a step
 _OUTPUTS = "outputs"
+# A file changed less than this long ago may change again within its own mtime tick, unseen
+# by its stat (git's "racy" files): its digest is computed afresh every time.
+_SETTLED_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class StepCache:
     # eviction walks the cache only when the bound is crossed, not on every store.
     _usage: list[int] = field(default_factory=list, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    # Digests of settled files by path and stat, for this process: a chart folder read by
+    # six steps is hashed once.
+    _digests: dict[tuple[str, int, int, int], str] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def key(self, step: Step, resolve: Callable[[Ref], Path], binary: Path) -> str:
         stat = binary.stat()
@@ -57,10 +66,41 @@ class StepCache:
             "stdin": step.stdin,
             "workdir": str(resolve(step.workdir)),
             "outputs": list(step.outputs),
-            "inputs": [[str(resolve(ref)), _digest(resolve(ref))] for ref in step.inputs],
+            "inputs": [[str(resolve(ref)), self._digest(resolve(ref))] for ref in step.inputs],
         }
         text = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def _digest(self, path: Path) -> str:
+        """sha256 of a file, of a directory's files (names and contents), or "absent"."""
+        if path.is_file():
+            return self.file_digest(path)
+        if not path.is_dir():
+            return "absent"
+        digest = hashlib.sha256()
+        for relative, file in _files(path):
+            digest.update(relative.encode() + b"\0")
+            digest.update(self.file_digest(file).encode() + b"\n")
+        return digest.hexdigest()
+
+    def file_digest(self, path: Path) -> str:
+        """sha256 of a file's content, remembered for settled files; "absent" when missing."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return "absent"
+        signature = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        known = self._digests.get(signature)
+        if known is not None:
+            return known
+        try:
+            with path.open("rb") as stream:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError:
+            return "unreadable"
+        if time.time_ns() - stat.st_mtime_ns > _SETTLED_NS:
+            self._digests[signature] = digest
+        return digest
 
     def _entry(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -231,19 +271,29 @@ def _arg(arg: Arg, resolve: Callable[[Ref], Path]) -> str:
     return str(resolve(arg)) if isinstance(arg, Ref) else arg
 
 
-def _digest(path: Path) -> str:
-    """sha256 of a file, of a directory's files (names and contents), or "absent"."""
-    if path.is_file():
-        return _file_digest(path)
-    if not path.is_dir():
-        return "absent"
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        digest.update(_file_digest(file).encode() + b"\n")
-    return digest.hexdigest()
+def _files(root: Path) -> list[tuple[str, Path]]:
+    """The files under a folder, by relative POSIX name, following links (as the tools read
+    them) but never into a folder twice (a link loop)."""
+    found: list[tuple[str, Path]] = []
+    seen: set[tuple[int, int]] = set()
 
+    def walk(folder: Path, prefix: str) -> None:
+        try:
+            stat = folder.stat()
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        if (stat.st_dev, stat.st_ino) in seen:
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    walk(Path(entry.path), f"{prefix}{entry.name}/")
+                elif entry.is_file():
+                    found.append((f"{prefix}{entry.name}", Path(entry.path)))
+            except OSError:
+                continue
 
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+    walk(root, "")
+    return sorted(found)

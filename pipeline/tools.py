@@ -407,18 +407,32 @@ def go_module_version(binary: Path) -> str | None:
     Commands built with `go install` report "development" or nothing from their own
     version flag; the build info is the only trustworthy record of what was installed.
     """
+    match = _GO_MOD_LINE.search(_go_modinfo(binary))
+    return match["version"].removeprefix("v") if match else None
+
+
+@cache
+def go_dependency_version(binary: Path, module: str) -> str | None:
+    """The version of a module a Go binary was built with (`dep` in `go version -m`)."""
+    for line in _go_modinfo(binary).splitlines():
+        kind, _, rest = line.partition("\t")
+        path, _, version = rest.partition("\t")
+        if kind == "dep" and path == module:
+            return version.split("\t", 1)[0].removeprefix("v")
+    return None
+
+
+def _go_modinfo(binary: Path) -> str:
     data = binary.read_bytes()
     start = data.find(_GO_BUILDINFO_MAGIC)
     inline_strings_flag = 0x2
     if start < 0 or not data[start + 15] & inline_strings_flag:
-        return None
+        return ""
     offset = start + 32
     go_version_len, offset = _read_uvarint(data, offset)
     offset += go_version_len
     modinfo_len, offset = _read_uvarint(data, offset)
-    modinfo = data[offset : offset + modinfo_len].decode("utf-8", "replace")
-    match = _GO_MOD_LINE.search(modinfo)
-    return match["version"].removeprefix("v") if match else None
+    return data[offset : offset + modinfo_len].decode("utf-8", "replace")
 
 
 def _pypi_version(tool: Tool) -> str | None:

@@ -30,7 +30,14 @@ from pipeline.config import Waiver
 from pipeline.delivery import checks as delivery_checks
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
 from pipeline.errors import ConfigError, PipelineError, SetupError
-from pipeline.manifests import Resource, load_yaml, merged_values, not_utf8, parse_resources
+from pipeline.manifests import (
+    Resource,
+    load_values_text,
+    load_yaml,
+    merged_values,
+    not_utf8,
+    parse_resources,
+)
 from pipeline.model import (
     CONTAINER_MOUNTS,
     Arg,
@@ -367,7 +374,7 @@ def _broken_values(source: Path, target: RenderTarget) -> Finding | None:
     """A values file Helm could not parse, reported with its own file and line."""
     for values in target.values:
         try:
-            load_yaml((source / values).read_text(encoding="utf-8"))
+            load_values_text((source / values).read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             return Finding(
                 check="render",
@@ -971,7 +978,7 @@ def image_tags(run: Run, rendered: Sequence[Rendered]) -> dict[str, str]:
     for item in rendered:
         documents = []
         for values in item.target.values:
-            loaded = load_yaml((run.source / values).read_text(encoding="utf-8"))
+            loaded = load_values_text((run.source / values).read_text(encoding="utf-8"))
             documents.append(loaded if isinstance(loaded, dict) else {})
         image = merged_values(documents).get("image")
         tag = image.get("tag") if isinstance(image, dict) else None

@@ -10,7 +10,6 @@ finding names the file, line and kind of secret; the value never leaves this mod
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ NOT_SECRETS = frozenset({"Public IP (ipv4)"})
 # Bump when what this module keeps of detect-secrets' findings changes: remembered scans
 # made by the previous rules are then never reused.
 SCAN_RULES = 1
+_NO_CONTENT = frozenset({"absent", "unreadable"})  # step_cache.file_digest of no file
 KEYWORD = "Secret Keyword"
 # Helm's idioms for the name of a Secret the chart reads: `<x>SecretName`, `existingSecret`.
 _SECRET_REFERENCE_KEY = re.compile(
@@ -66,7 +66,7 @@ def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> I
         for relative in files:
             path = source / relative
             key = None
-            if memo is not None and (digest := _digest(path)) is not None:
+            if memo is not None and (digest := memo.file_digest(path)) not in _NO_CONTENT:
                 key = memo.remember_key(
                     "secrets-scan",
                     scanner=scanner,
@@ -107,14 +107,6 @@ def _scanner_identity(plugins: list[dict[str, str]]) -> dict[str, object]:
     from importlib.metadata import version  # noqa: PLC0415
 
     return {"detect-secrets": version("detect-secrets"), "plugins": plugins, "rules": SCAN_RULES}
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        with path.open("rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
-    except OSError:
-        return None  # detect-secrets says what it could not read; nothing to remember
 
 
 def _lines(path: Path) -> list[str]:
