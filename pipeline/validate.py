@@ -55,7 +55,7 @@ from pipeline.model import (
 from pipeline.policy import BUILTIN_POLICIES
 from pipeline.run import Run, gather
 from pipeline.schemas import BUILTIN_CRDS, write_schema_bundle
-from pipeline.secrets.stage import secrets_stage
+from pipeline.secrets.stage import EarlyScan, secrets_stage
 from pipeline.stages import conftest, helm, kubeconform, kubernetes_validate
 
 ALL_CHECKS = ("lint", "render", "kubeconform", "policy", "delivery", "secrets")
@@ -193,6 +193,8 @@ async def _validate_targets(
     run: Run, targets: list[RenderTarget], checks: Collection[str]
 ) -> Outcome:
     started = time.monotonic()
+    # The plaintext scan reads only sources: on the host it runs while helm renders.
+    early = EarlyScan(run, targets) if "secrets" in checks and run.on_host else None
     dependencies = ChartDependencies(run)  # built once per chart, for all its environments
     jobs: list[Callable[[], Awaitable[Any]]] = [
         _render_job(run, target, dependencies, lint="lint" in checks) for target in targets
@@ -227,7 +229,7 @@ async def _validate_targets(
     if "policy" in checks:
         later.append(lambda: _policy(run, ok, verify, parsed))
     if "secrets" in checks:
-        later.append(lambda: _secrets(run, ok, parsed))
+        later.append(lambda: _secrets(run, ok, parsed, early))
     checked = [r for r in await gather(later, run.concurrency + 1) if r is not None]
     if "delivery" in checks and delivery_checks.applies(run):
         await parsed.wait()
@@ -246,9 +248,11 @@ async def _validate_targets(
     return Outcome(results + checked, rendered, error)
 
 
-async def _secrets(run: Run, rendered: Sequence[Rendered], parsed: anyio.Event) -> Result:
+async def _secrets(
+    run: Run, rendered: Sequence[Rendered], parsed: anyio.Event, early: EarlyScan | None
+) -> Result:
     await parsed.wait()  # SealedSecrets are judged as parsed, named by their template
-    return await secrets_stage(run, rendered)
+    return await secrets_stage(run, rendered, early)
 
 
 async def _parse_rendered(source: Path, rendered: Sequence[Rendered]) -> None:

@@ -529,3 +529,40 @@ def test_a_remembered_scan_is_reused_only_for_the_same_content_and_name(
     assert again[0] == ("a/values.yaml", 4, "AWS Access Key")
     assert ("b/other.txt", 2, "AWS Access Key") in again
     assert [(d.file, d.line, d.type) for d in scan(source, [*files, "b/other.txt"])] == again
+
+
+@requires_tools("helm", "kubeconform", "conftest")
+def test_the_scan_started_before_rendering_reports_what_a_scan_after_it_does(
+    tmp_path: Path,
+) -> None:
+    """On the host the plaintext scan overlaps helm; it still reports only the files of the
+    chart environments that rendered, in the stage's own order."""
+    import anyio  # noqa: PLC0415
+
+    from pipeline.run import Run  # noqa: PLC0415
+    from pipeline.runners.local import LocalRunner  # noqa: PLC0415
+    from pipeline.secrets.stage import secrets_stage  # noqa: PLC0415
+    from pipeline.validate import validate  # noqa: PLC0415
+
+    repo = repository(tmp_path)
+    shutil.copytree(repo / "charts" / "web", repo / "charts" / "broken")
+    for chart in ("web", "broken"):
+        values = repo / "charts" / chart / "values-dev.yaml"
+        values.write_text(values.read_text(encoding="utf-8") + f"awsKey: {AWS_KEY}\n", "utf-8")
+    chart_yaml = repo / "charts" / "broken" / "Chart.yaml"
+    chart_yaml.write_text(
+        chart_yaml.read_text(encoding="utf-8").replace("name: web", "name: broken")
+    )
+    (repo / "charts" / "broken" / "templates" / "bad.yaml").write_text("{{ .Values.nope.nope }}\n")
+    out = tmp_path / "out"
+    run = Run(load_config(repo), LocalRunner(repo, out), out, on_host=True)
+
+    outcome = anyio.run(validate, run)
+    early = next(r for r in outcome.results if r.stage == "secrets")
+    rendered = [item for item in outcome.rendered if item.text is not None]
+    after = anyio.run(secrets_stage, run, rendered)
+
+    assert early.findings == after.findings
+    assert (early.status, early.summary) == (after.status, after.summary)
+    flagged = {f.file for f in early.findings if f.status.failed}
+    assert flagged == {"charts/web/values-dev.yaml"}  # not the chart that did not render

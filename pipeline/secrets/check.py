@@ -14,7 +14,7 @@ import datetime as dt
 import fnmatch
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from pipeline.secrets.options import SECRET_KEY
 from pipeline.secrets.scopes import API_VERSION, KIND, SCOPE_ANNOTATIONS, Scope, scope_of
 
 if TYPE_CHECKING:
+    from pipeline.secrets.detect import Detected
     from pipeline.step_cache import StepCache
 
 CHECK = "secrets"
@@ -288,10 +289,12 @@ def run_plan(
     source: Path,
     certificate_file: Path | None,
     memo: StepCache | None = None,
+    detected: Iterable[Detected] | None = None,
 ) -> list[FindingData]:
     """Every finding of the secrets check; a certificate problem is a finding too.
 
-    `memo` remembers each scanned file's plaintext findings between runs (the host's cache).
+    `memo` remembers each scanned file's plaintext findings between runs (the host's cache);
+    `detected` are the plaintext findings of the plan's files when already scanned.
     """
     from pipeline.secrets.detect import scan  # noqa: PLC0415 - needs detect-secrets
 
@@ -317,16 +320,17 @@ def run_plan(
                     file=name,
                 )
             )
-    for detected in scan(source, plan.get("scan_files", ()), memo):
+    plaintext = detected if detected is not None else scan(source, plan.get("scan_files", ()), memo)
+    for found in plaintext:
         findings.append(
             _allowed(
                 _finding(
-                    f"a {detected.type}-looking literal: commit secrets as SealedSecrets "
+                    f"a {found.type}-looking literal: commit secrets as SealedSecrets "
                     "(`gitops-pipeline seal`), or allow this one in pipeline.yaml secrets.allow "
                     "with a reason",
-                    rule=detected.type,
-                    file=detected.file,
-                    line=detected.line,
+                    rule=found.type,
+                    file=found.file,
+                    line=found.line,
                 ),
                 plan.get("allow", ()),
             )

@@ -13,11 +13,13 @@ import fnmatch
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 import anyio.to_thread
 
 from pipeline.discovery import SKIPPED_DIRS, RenderTarget
@@ -27,6 +29,9 @@ from pipeline.model import Finding, Result, Status, out
 from pipeline.run import Run
 from pipeline.secrets import steps
 from pipeline.secrets.scopes import KIND
+
+if TYPE_CHECKING:
+    from pipeline.step_cache import StepCache
 
 STAGE = "secrets"
 MAX_MANIFEST_BYTES = 5 << 20
@@ -94,14 +99,68 @@ def _manifest_files(run: Run, chart_dirs: set[str]) -> list[str]:
     return found
 
 
+def scan_files(run: Run, targets: Sequence[RenderTarget]) -> list[str]:
+    """The values files and chart templates of these targets, each once, in order."""
+    chart_dirs = {PurePosixPath(t.chart.path).as_posix() for t in targets}
+    scan = dict.fromkeys(v for t in targets for v in t.values)
+    for chart in sorted(chart_dirs):
+        scan.update(dict.fromkeys(_chart_files(run.source, chart)))
+    return list(scan)
+
+
+class EarlyScan:
+    """The plaintext scan on the host, started before anything renders: it reads only values
+    files and templates, so it overlaps helm's work. The stage then takes, in its own order,
+    the findings of the files it checks (those of the targets that rendered).
+
+    A thread of its own, not a task: nothing waits for it unless the stage runs, and a run
+    that ends first (a configuration error, an interrupt) leaves it to finish by itself.
+    """
+
+    def __init__(self, run: Run, targets: Sequence[RenderTarget]) -> None:
+        self._found: dict[str, list[Any]] | None = None
+        self._error: Exception | None = None
+        files = scan_files(run, targets)
+        self._thread = threading.Thread(
+            target=self._scan, args=(run.source, files, run.memo), daemon=True
+        )
+        self._thread.start()
+
+    def _scan(self, source: Path, files: Sequence[str], memo: StepCache | None) -> None:
+        try:
+            self._found = _scan_by_file(source, files, memo)
+        except ImportError:
+            pass  # no secrets extra: the stage says so when it runs
+        except Exception as exc:  # noqa: BLE001 - raised again where the stage awaits it
+            self._error = exc
+
+    async def found(self, files: Sequence[str]) -> list[Any] | None:
+        """The detections in `files`, in their order; None when the scan could not run."""
+        await anyio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
+        if self._error is not None:
+            raise self._error
+        if self._found is None or any(f not in self._found for f in files):
+            return None
+        return [detected for file in files for detected in self._found[file]]
+
+
+def _scan_by_file(
+    source: Path, files: Sequence[str], memo: StepCache | None
+) -> dict[str, list[Any]]:
+    from pipeline.secrets.detect import scan  # noqa: PLC0415 - needs detect-secrets
+
+    found: dict[str, list[Any]] = {file: [] for file in files}
+    for detected in scan(source, files, memo):
+        found[detected.file].append(detected)
+    return found
+
+
 def plan(
     run: Run, rendered: Sequence[RenderedTarget], certificate_name: str | None
 ) -> dict[str, Any]:
     targets = [item.target for item in rendered]
     chart_dirs = {PurePosixPath(t.chart.path).as_posix() for t in targets}
-    scan = dict.fromkeys(v for t in targets for v in t.values)
-    for chart in sorted(chart_dirs):
-        scan.update(dict.fromkeys(_chart_files(run.source, chart)))
+    scan = scan_files(run, targets)
     sealed = [
         {
             "document": resource.document,
@@ -124,7 +183,7 @@ def plan(
         for entry in run.config.secrets.allow
     ]
     return {
-        "scan_files": list(scan),
+        "scan_files": scan,
         "manifest_files": _manifest_files(run, chart_dirs),
         "rendered": sealed,
         "allow": allow,
@@ -144,7 +203,9 @@ def _to_finding(data: dict[str, Any]) -> Finding:
     )
 
 
-async def _in_process(run: Run, the_plan: dict[str, Any]) -> list[dict[str, Any]]:
+async def _in_process(
+    run: Run, the_plan: dict[str, Any], early: EarlyScan | None
+) -> list[dict[str, Any]]:
     try:
         import detect_secrets  # noqa: F401, PLC0415 - the secrets extra, imported when scanning
 
@@ -155,7 +216,10 @@ async def _in_process(run: Run, the_plan: dict[str, Any]) -> list[dict[str, Any]
             "pip install 'gitops-pipeline[secrets]'"
         ) from None
     certificate = run.secrets_certificate
-    return await anyio.to_thread.run_sync(run_plan, the_plan, run.source, certificate, run.memo)
+    detected = await early.found(the_plan["scan_files"]) if early is not None else None
+    return await anyio.to_thread.run_sync(
+        run_plan, the_plan, run.source, certificate, run.memo, detected
+    )
 
 
 async def _in_container(run: Run, the_plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -183,13 +247,15 @@ async def _in_container(run: Run, the_plan: dict[str, Any]) -> list[dict[str, An
     return loaded
 
 
-async def secrets_stage(run: Run, rendered: Sequence[RenderedTarget]) -> Result:
+async def secrets_stage(
+    run: Run, rendered: Sequence[RenderedTarget], early: EarlyScan | None = None
+) -> Result:
     started = time.monotonic()
     certificate = run.secrets_certificate
     if certificate is not None and not certificate.is_file():
         raise ConfigError("the certificate file does not exist", file=certificate, field="--cert")
     the_plan = plan(run, rendered, str(certificate) if certificate else None)
-    raw = await (_in_process(run, the_plan) if run.on_host else _in_container(run, the_plan))
+    raw = await (_in_process(run, the_plan, early) if run.on_host else _in_container(run, the_plan))
     findings = [_to_finding(item) for item in raw]
     failed = [f for f in findings if f.status.failed]
     errors = [f for f in findings if f.status is Status.ERROR]
