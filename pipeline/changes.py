@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from pipeline.config import CONFIG_FILE
+from pipeline.defaults import CONFIG_FILE
 from pipeline.discovery import RenderTarget
 from pipeline.errors import ConfigError
 from pipeline.model import Finding, Result, Status

@@ -20,14 +20,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from pipeline.defaults import CONFIG_FILE, DEFAULT_KUBERNETES_VERSION
 from pipeline.errors import ConfigError
 from pipeline.limits import DEFAULT_KEY, PER_TEST_KEY
 from pipeline.notify.settings import ChannelSettings, Event, NotifySettings
 from pipeline.secrets.detector_types import DETECTOR_TYPES
 from pipeline.tools import TOOLS
 
-CONFIG_FILE = "pipeline.yaml"
-DEFAULT_KUBERNETES_VERSION = "1.35.0"
 CRDS_CATALOG_TEMPLATE = (
     "https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
     "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"

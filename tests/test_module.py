@@ -328,9 +328,21 @@ async def test_a_step_that_writes_the_source_hands_its_result_to_the_next_step(t
 @pytest.mark.parametrize(
     ("entry", "never"),
     [
-        # The module runtime loads this on every call: the 100 MB schema package (its own step
-        # builds a bundle) and the progress display stay out.
-        ("pipeline.module", {"kubernetes_validate", "pipeline.progress"}),
+        # The module runtime loads this on every call, and to list the functions: only the
+        # face; the functions' bodies, and all they use (the 100 MB schema package builds its
+        # bundle in a step of its own), load when a function runs.
+        (
+            "pipeline.module",
+            {
+                "kubernetes_validate",
+                "pipeline.progress",
+                "pipeline.module_functions",
+                "pipeline.validate",
+                "pipeline.config",
+                "pipeline.runners.dagger_runner",
+                "yaml",
+            },
+        ),
         # The CLI with the local runner: no Dagger client, no schema package, no rich.
         ("pipeline.cli", {"dagger", "kubernetes_validate", "rich", "pipeline.tool_archives"}),
     ],
