@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pytest
 from conftest import REPO_ROOT, fixture_repo, requires_tools
+from services import Observed
 from test_step_cache import FIXTURES
 
 from pipeline.config import load_config
@@ -43,22 +43,8 @@ def pool(size: int = 2, worker: Path | None = None) -> helm_worker.HelmWorkers:
     return helm_worker.HelmWorkers(worker or installed_worker(), f"v{HELM.version}", size)
 
 
-@dataclass
-class Capturing:
-    """The local runner, keeping every helm result it returns."""
-
-    inner: LocalRunner
-    results: list[StepResult] = field(default_factory=list)
-
-    async def run(self, step: Step) -> StepResult:
-        result = await self.inner.run(step)
-        if step.tool == "helm":
-            self.results.append(result)
-        return result
-
-
 def helm_results(source: Path, out: Path, workers: helm_worker.HelmWorkers | None) -> list[tuple]:  # type: ignore[type-arg]
-    runner = Capturing(LocalRunner(source, out, helm_workers=workers))
+    runner = Observed(LocalRunner(source, out, helm_workers=workers))
 
     async def go() -> None:
         try:
@@ -69,7 +55,9 @@ def helm_results(source: Path, out: Path, workers: helm_worker.HelmWorkers | Non
 
     anyio.run(go)
     return sorted(
-        (r.step.name, r.step.args, r.exit_code, r.stdout, r.stderr) for r in runner.results
+        (r.step.name, r.step.args, r.exit_code, r.stdout, r.stderr)
+        for r in runner.results
+        if r.step.tool == "helm"
     )
 
 
