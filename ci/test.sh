@@ -33,6 +33,12 @@ done
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy" --strict pipeline
+# Our one Go program (the helm worker): formatted and vetted where Go is at hand.
+if command -v go >/dev/null; then
+  unformatted=$(gofmt -l tools/helm-worker)
+  [[ -z "$unformatted" ]] || { echo "gofmt: not formatted: $unformatted" >&2; exit 1; }
+  (cd tools/helm-worker && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go vet .)
+fi
 "$venv/bin/pytest" "$@"
 # The example service is a project of its own, with its own configuration.
 (cd app && "../$venv/bin/mypy" && "../$venv/bin/pytest" -q -p no:cacheprovider)
