@@ -36,7 +36,7 @@ from pipeline.manifests import (
     load_yaml,
     merged_values,
     not_utf8,
-    parse_resources,
+    parse_resources_remembered,
 )
 from pipeline.model import (
     CONTAINER_MOUNTS,
@@ -220,7 +220,7 @@ async def _validate_targets(
     parsed = anyio.Event()
 
     async def parse() -> None:
-        await _parse_rendered(run.source, ok)
+        await _parse_rendered(run, ok)
         parsed.set()
 
     later: list[Callable[[], Awaitable[Result | None]]] = [parse]
@@ -255,11 +255,13 @@ async def _secrets(
     return await secrets_stage(run, rendered, early)
 
 
-async def _parse_rendered(source: Path, rendered: Sequence[Rendered]) -> None:
+async def _parse_rendered(run: Run, rendered: Sequence[Rendered]) -> None:
     for item in rendered:
         try:
-            item.resources = await anyio.to_thread.run_sync(parse_resources, item.text or "")
-            item.lines = await anyio.to_thread.run_sync(_template_lines, source, item)
+            item.resources = await anyio.to_thread.run_sync(
+                parse_resources_remembered, item.text or "", run.memo
+            )
+            item.lines = await anyio.to_thread.run_sync(_template_lines, run.source, item)
         except yaml.YAMLError as exc:
             finding = Finding(
                 check="render", message=f"helm printed invalid YAML: {exc}", **item.where()

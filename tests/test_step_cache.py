@@ -183,3 +183,43 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(tmp_path: Path, na
             assert (out / name_).read_text(encoding="utf-8") == (
                 tmp_path / "plain" / name_
             ).read_text(encoding="utf-8").replace(str(tmp_path / "plain"), str(out))
+
+
+def test_parsed_manifests_are_remembered_only_when_json_holds_them_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    from pipeline import manifests  # noqa: PLC0415
+
+    memo = StepCache(tmp_path / "steps")
+    plain = (
+        "---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata:\n  name: a\n  namespace: n\ndata:\n  ratio: '1.5'\n  n: 1\nbinaryData: {}\n"
+        "---\n# Source: c/templates/x.yaml\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n"
+        "stringData:\n  enabled: 'true'\nimmutable: true\n"
+    )
+    dated = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\ndata:\n  at: 2024-01-01\n"
+    first = manifests.parse_resources_remembered(plain, memo)
+    assert first == manifests.parse_resources(plain)
+    assert manifests.parse_resources_remembered(dated, memo)[0].document["data"]["at"] == dt.date(
+        2024, 1, 1
+    )
+
+    def not_again(text: str) -> list[manifests.Resource]:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(manifests, "parse_resources", not_again)
+    again = manifests.parse_resources_remembered(plain, memo)
+    assert again == first
+    assert [type(v) for v in again[0].document["data"].values()] == [str, int]
+    # A date is not JSON: never remembered as a string, parsed again (and found again); so
+    # is YAML 1.1's `on:` key, which is the boolean true.
+    with pytest.raises(AssertionError, match="parsed again"):
+        manifests.parse_resources_remembered(dated, memo)
+    monkeypatch.undo()
+    switched = "---\nkind: ConfigMap\nmetadata:\n  name: s\ndata:\n  on: x\n"
+    assert manifests.parse_resources_remembered(switched, memo)[0].document["data"] == {True: "x"}
+    monkeypatch.setattr(manifests, "parse_resources", not_again)
+    with pytest.raises(AssertionError, match="parsed again"):
+        manifests.parse_resources_remembered(switched, memo)

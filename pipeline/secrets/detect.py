@@ -11,7 +11,7 @@ finding names the file, line and kind of secret; the value never leaves this mod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,13 +46,43 @@ def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> I
 
     With a `memo`, a file's findings are remembered by its content and what detect-secrets
     reads of its name (the extension picks the parser; lock, baseline and swagger files are
-    filtered), so an unchanged file, or an identical copy, is not scanned again.
+    filtered), so an unchanged file, or an identical copy, is not scanned again; when every
+    file is remembered, detect-secrets (100 ms to import) is not even loaded.
     """
+    found: dict[str, list[tuple[int, str]]] = {}
+    keys: dict[str, str] = {}
+    if memo is not None:
+        scanner = _scanner_identity()
+        for relative in files:
+            path = source / relative
+            digest = memo.file_digest(path)
+            if digest in _NO_CONTENT:
+                continue
+            keys[relative] = key = memo.remember_key(
+                "secrets-scan",
+                scanner=scanner,
+                name=path.name,
+                # detect-secrets' swagger filter: its pattern `.*swagger.*` searched in the path.
+                swagger="swagger" in str(path),
+                digest=digest,
+            )
+            remembered = memo.recall(key)
+            if isinstance(remembered, list):
+                found[relative] = [(int(line), str(kind)) for line, kind in remembered]
+    pending = [relative for relative in files if relative not in found]
+    if pending:
+        found.update(_scan_files(source, pending, keys, memo))
+    for relative in files:
+        yield from (Detected(relative, line, kind) for line, kind in found[relative])
+
+
+def _scan_files(
+    source: Path, files: Sequence[str], keys: Mapping[str, str], memo: StepCache | None
+) -> dict[str, list[tuple[int, str]]]:
     from detect_secrets.core.plugins.util import (  # noqa: PLC0415 - the secrets extra
         get_mapping_from_secret_type_to_class,
     )
     from detect_secrets.core.scan import scan_file  # noqa: PLC0415
-    from detect_secrets.filters.heuristic import is_swagger_file  # noqa: PLC0415
     from detect_secrets.settings import transient_settings  # noqa: PLC0415
 
     mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
@@ -61,27 +91,19 @@ def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> I
         for secret_type, plugin in sorted(mapping.items())
         if secret_type not in NOT_SECRETS
     ]
-    scanner = _scanner_identity(plugins)
+    found: dict[str, list[tuple[int, str]]] = {}
+    by_key: dict[str, list[tuple[int, str]]] = {}  # identical copies: scanned once
     with transient_settings({"plugins_used": plugins}):
         for relative in files:
-            path = source / relative
-            key = None
-            if memo is not None and (digest := memo.file_digest(path)) not in _NO_CONTENT:
-                key = memo.remember_key(
-                    "secrets-scan",
-                    scanner=scanner,
-                    name=path.name,
-                    swagger=is_swagger_file(str(path)),
-                    digest=digest,
-                )
-                remembered = memo.recall(key)
-                if isinstance(remembered, list):
-                    yield from (Detected(relative, line, kind) for line, kind in remembered)
-                    continue
-            found = list(_scan_one(path, scan_file))
+            key = keys.get(relative)
+            if key is not None and key in by_key:
+                found[relative] = by_key[key]
+                continue
+            found[relative] = list(_scan_one(source / relative, scan_file))
             if key is not None and memo is not None:
-                memo.remember(key, [[line, kind] for line, kind in found])
-            yield from (Detected(relative, line, kind) for line, kind in found)
+                by_key[key] = found[relative]
+                memo.remember(key, [[line, kind] for line, kind in found[relative]])
+    return found
 
 
 def _scan_one(path: Path, scan_file: Callable[[str], Iterable[Any]]) -> Iterator[tuple[int, str]]:
@@ -103,10 +125,16 @@ def _scan_one(path: Path, scan_file: Callable[[str], Iterable[Any]]) -> Iterator
             yield key
 
 
-def _scanner_identity(plugins: list[dict[str, str]]) -> dict[str, object]:
+def _scanner_identity() -> dict[str, object]:
+    """What decides a file's findings besides its content and name: every plugin of this
+    detect-secrets version (`plugins_used` above) but those in NOT_SECRETS, and our rules."""
     from importlib.metadata import version  # noqa: PLC0415
 
-    return {"detect-secrets": version("detect-secrets"), "plugins": plugins, "rules": SCAN_RULES}
+    return {
+        "detect-secrets": version("detect-secrets"),
+        "not": sorted(NOT_SECRETS),
+        "rules": SCAN_RULES,
+    }
 
 
 def _lines(path: Path) -> list[str]:
