@@ -241,7 +241,8 @@ async def cache_verb(args: argparse.Namespace) -> Status:
     if args.action == "clear":
         removed = cache.clear()
         answer({"directory": str(cache.root), "removed": removed})
-        out(f"removed {removed} cached step(s) from {cache.root}")
+        kept = "steps, remembered scans and parses"
+        out(f"removed {removed} cache entries ({kept}) from {cache.root}")
         return Status.PASSED
     entries, size = cache.usage()
     answer(
@@ -253,7 +254,7 @@ async def cache_verb(args: argparse.Namespace) -> Status:
         }
     )
     megabytes = f"{size / 2**20:.1f} MB of {cache.max_bytes / 2**20:.0f} MB"
-    out(f"{cache.root}: {entries} cached step(s), {megabytes}")
+    out(f"{cache.root}: {entries} entries (steps, remembered scans and parses), {megabytes}")
     return Status.PASSED
 
 

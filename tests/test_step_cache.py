@@ -128,7 +128,7 @@ def test_no_cache_runs_every_step_and_cache_clear_empties_it(
     assert info["entries"] > 0
     code, cleared, _ = run_cli("cache", "clear")
     assert code == 0
-    assert f"removed {info['entries']} cached step(s)" in cleared
+    assert f"removed {info['entries']} cache entries" in cleared
     assert not list((cache_dir / "steps").rglob("result.json"))
 
 
