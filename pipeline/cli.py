@@ -746,12 +746,16 @@ def _runner_for(args: argparse.Namespace, run: Run) -> Callable[[Path, Path], Ru
     """Runners like the verb's own, for another source and artifacts folder (diff's sides)."""
     if args.runner == "local":
         cache = None if args.no_cache else step_cache()
+        own = run.runner.inner if isinstance(run.runner, ObservedRunner) else run.runner
+        # The verb's helm workers serve the other side too: a request names its own folder.
+        workers = own.helm_workers if isinstance(own, LocalRunner) else None
         return lambda source, out_dir: LocalRunner(
             source=source,
             out=out_dir,
             timeouts=run.timeouts,
             cache=cache,
             tool_caches=default_cache_dir() / "tools",
+            helm_workers=workers,
         )
     import dagger  # noqa: PLC0415
 
