@@ -412,14 +412,20 @@ def go_module_version(binary: Path) -> str | None:
 
 
 @cache
-def go_dependency_version(binary: Path, module: str) -> str | None:
-    """The version of a module a Go binary was built with (`dep` in `go version -m`)."""
+def go_dependencies(binary: Path) -> dict[str, str]:
+    """Module -> version (without the v) of every module a Go binary links (`dep` lines)."""
+    found: dict[str, str] = {}
     for line in _go_modinfo(binary).splitlines():
         kind, _, rest = line.partition("\t")
         path, _, version = rest.partition("\t")
-        if kind == "dep" and path == module:
-            return version.split("\t", 1)[0].removeprefix("v")
-    return None
+        if kind == "dep":
+            found[path] = version.split("\t", 1)[0].removeprefix("v")
+    return found
+
+
+def go_dependency_version(binary: Path, module: str) -> str | None:
+    """The version of a module a Go binary was built with (`dep` in `go version -m`)."""
+    return go_dependencies(binary).get(module)
 
 
 def _go_modinfo(binary: Path) -> str:

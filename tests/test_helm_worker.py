@@ -24,7 +24,7 @@ from pipeline.model import Step, StepResult, src
 from pipeline.run import Run
 from pipeline.runners import helm_worker
 from pipeline.runners.local import LocalRunner
-from pipeline.tools import TOOLS, find_binary, go_dependency_version
+from pipeline.tools import TOOLS, find_binary, go_dependencies, go_dependency_version
 from pipeline.validate import validate
 
 HELM = TOOLS["helm"]
@@ -249,14 +249,21 @@ def test_a_worker_that_keeps_dying_is_given_up(tmp_path: Path) -> None:
     assert workers.unusable is not None
 
 
-def test_the_worker_is_built_on_the_pinned_helm() -> None:
+def test_the_worker_is_built_on_the_pinned_helm_with_helms_own_dependencies() -> None:
     go_mod = (REPO_ROOT / "tools" / "helm-worker" / "go.mod").read_text(encoding="utf-8")
-    assert re.search(
-        rf"^require helm\.sh/helm/v4 v{re.escape(HELM.version)}$", go_mod, re.MULTILINE
-    )
+    pinned = rf"^\s*(require\s+)?helm\.sh/helm/v4 v{re.escape(HELM.version)}$"
+    assert re.search(pinned, go_mod, re.MULTILINE)
     worker = installed_worker()
     assert go_dependency_version(worker, "helm.sh/helm/v4") == HELM.version
     assert helm_worker.status().startswith(f"{helm_worker.WORKER}: yes")
+    # Every module both binaries link is at the same version: the code that renders and
+    # lints is helm's release build list, not a newer dependency our go.mod pulled in.
+    helm = find_binary(HELM)
+    assert helm is not None
+    helm_deps, worker_deps = go_dependencies(helm), go_dependencies(worker)
+    shared = helm_deps.keys() & worker_deps.keys()
+    assert len(shared) > 50  # the Kubernetes libraries and the rest
+    assert {m: worker_deps[m] for m in shared} == {m: helm_deps[m] for m in shared}
 
 
 def test_the_status_line_says_when_every_helm_step_starts_helm(

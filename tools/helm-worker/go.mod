@@ -2,7 +2,10 @@ module github.com/gitops-pipeline/gitops-pipeline/tools/helm-worker
 
 go 1.26.0
 
-require helm.sh/helm/v4 v4.2.4
+require (
+	golang.org/x/sys v0.47.0
+	helm.sh/helm/v4 v4.2.4
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -86,7 +89,6 @@ require (
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/term v0.45.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
 	golang.org/x/time v0.15.0 // indirect

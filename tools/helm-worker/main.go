@@ -22,8 +22,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"syscall"
 
+	"golang.org/x/sys/unix"
 	helmcmd "helm.sh/helm/v4/pkg/cmd"
 	"helm.sh/helm/v4/pkg/kube"
 )
@@ -45,7 +45,7 @@ type answer struct {
 func main() {
 	kube.ManagedFieldsManager = "helm" // as helm's main sets it
 	// Answers go to a copy of the original stdout: fd 1 is each invocation's own.
-	control, err := syscall.Dup(1)
+	control, err := unix.Dup(1)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helm-worker:", err)
 		os.Exit(3)
@@ -121,20 +121,20 @@ func execute(args []string) int {
 }
 
 func redirect(out, errOut int) (int, int, error) {
-	savedOut, err := syscall.Dup(1)
+	savedOut, err := unix.Dup(1)
 	if err != nil {
 		return 0, 0, err
 	}
-	savedErr, err := syscall.Dup(2)
+	savedErr, err := unix.Dup(2)
 	if err != nil {
-		syscall.Close(savedOut)
+		unix.Close(savedOut)
 		return 0, 0, err
 	}
-	if err := syscall.Dup2(out, 1); err != nil {
+	if err := unix.Dup2(out, 1); err != nil {
 		restore(savedOut, savedErr)
 		return 0, 0, err
 	}
-	if err := syscall.Dup2(errOut, 2); err != nil {
+	if err := unix.Dup2(errOut, 2); err != nil {
 		restore(savedOut, savedErr)
 		return 0, 0, err
 	}
@@ -142,10 +142,10 @@ func redirect(out, errOut int) (int, int, error) {
 }
 
 func restore(savedOut, savedErr int) {
-	syscall.Dup2(savedOut, 1)
-	syscall.Dup2(savedErr, 2)
-	syscall.Close(savedOut)
-	syscall.Close(savedErr)
+	unix.Dup2(savedOut, 1)
+	unix.Dup2(savedErr, 2)
+	unix.Close(savedOut)
+	unix.Close(savedErr)
 }
 
 // helmVersion is the helm module this worker was built with: it must be the pinned helm.
