@@ -272,3 +272,28 @@ def test_the_status_line_says_when_every_helm_step_starts_helm(
     monkeypatch.setenv(helm_worker.DISABLE_ENV, "0")
     assert "switched off" in helm_worker.status()
     assert helm_worker.pool(2) is None
+
+
+@requires_tools("helm")
+def test_no_room_for_the_workers_files_leaves_the_steps_to_helm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile  # noqa: PLC0415
+
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    workers = pool(size=1)
+    runner = LocalRunner(tmp_path, tmp_path / "out", helm_workers=workers)
+
+    async def go() -> StepResult:
+        try:
+            return await runner.run(template("c"))
+        finally:
+            await workers.aclose()
+
+    assert anyio.run(go).exit_code == 0
+    assert workers.unusable is not None
+    assert "did not start" in workers.unusable
+    assert workers.started == 0

@@ -206,9 +206,9 @@ class HelmWorkers:
         return exit_code if isinstance(exit_code, int) else None
 
     async def _start(self, env: Mapping[str, str]) -> _Worker | None:
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="gitops-pipeline-helm-"))
         try:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="gitops-pipeline-helm-"))
             process = await anyio.open_process(
                 [str(self.worker)],
                 env=dict(env),
