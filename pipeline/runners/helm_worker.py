@@ -35,8 +35,9 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from pipeline.limits import STOP_GRACE_SECONDS, TIMEOUT_EXIT_CODE
+from pipeline.limits import TIMEOUT_EXIT_CODE, timed_out_note
 from pipeline.model import Step
+from pipeline.runners.process_group import stop_group
 from pipeline.tools import find_binary, get_tool, go_dependency_version
 
 WORKER = "helm-worker"
@@ -137,7 +138,8 @@ class HelmWorkers:
     ) -> tuple[int, str, str] | None:
         """helm's exit code, stdout and stderr for `args`, or None: start helm instead.
 
-        When the time limit stops it: exit code 124 and what it had written.
+        When the time limit stops it: as for a helm process, exit code 124 and what it had
+        written, followed by the time limit's note.
         """
         if self.unusable is not None:
             return None
@@ -158,7 +160,8 @@ class HelmWorkers:
             try:
                 exit_code = await self._ask(worker, request, limit_seconds, stop)
                 if exit_code is _Stopped.TIMED_OUT:
-                    return TIMEOUT_EXIT_CODE, _read(stdout_file), _read(stderr_file)
+                    stderr = _read(stderr_file) + timed_out_note(limit_seconds)
+                    return TIMEOUT_EXIT_CODE, _read(stdout_file), stderr
                 if exit_code is None:
                     await self._retire(worker, stop)
                     self._deaths += 1
@@ -233,18 +236,19 @@ class HelmWorkers:
             return None
         return worker
 
-    async def _retire(self, worker: _Worker, stop: signal.Signals) -> None:
+    async def _retire(self, worker: _Worker, stop: signal.Signals, patience: float = 0) -> None:
+        """End the worker's input, give it `patience` seconds to exit by itself, then stop
+        its process group as a helm process's is stopped."""
         with contextlib.suppress(ValueError):
             self._all.remove(worker)
         stdin = worker.process.stdin
         if stdin is not None:
             with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await stdin.aclose()
-        _signal_group(worker.process.pid, stop)
-        with anyio.move_on_after(STOP_GRACE_SECONDS):
-            await worker.process.wait()
-        _signal_group(worker.process.pid, signal.SIGKILL)
-        await worker.process.wait()
+        if patience:
+            with anyio.move_on_after(patience):
+                await worker.process.wait()
+        await stop_group(worker.process, stop)
         await worker.process.aclose()
 
     async def aclose(self) -> None:
@@ -252,28 +256,14 @@ class HelmWorkers:
         with anyio.CancelScope(shield=True):
             self._idle.clear()
             for worker in list(self._all):
-                await self._retire_gently(worker)
+                # End of input is the worker's signal to exit; a stop signal if it lingers.
+                await self._retire(worker, signal.SIGTERM, patience=2)
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
-
-    async def _retire_gently(self, worker: _Worker) -> None:
-        # End of input is the worker's signal to exit; a stop signal only if it lingers.
-        stdin = worker.process.stdin
-        if stdin is not None:
-            with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stdin.aclose()
-        with anyio.move_on_after(2):
-            await worker.process.wait()
-        await self._retire(worker, signal.SIGTERM)
 
 
 class _Stopped(Enum):
     TIMED_OUT = "timed out"
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 def _read(file: Path) -> str:

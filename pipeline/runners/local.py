@@ -5,7 +5,6 @@ runners/helm_worker.py, which keeps them.)"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -20,6 +19,7 @@ from pipeline.limits import STOP_GRACE_SECONDS, TIMEOUT_EXIT_CODE, step_limit, t
 from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.references import read_reference_text
 from pipeline.runners import helm_worker
+from pipeline.runners.process_group import stop_group
 from pipeline.step_cache import StepCache
 from pipeline.tools import PACKAGE_ROOT, UV_CACHE, get_tool, require
 
@@ -105,8 +105,6 @@ class LocalRunner:
         done = None
         if self.helm_workers is not None and helm_worker.serves(step):
             done = await self.helm_workers.run(argv[1:], cwd, env, limit, stop)
-            if done is not None and done[0] == TIMEOUT_EXIT_CODE:
-                done = (done[0], done[1], done[2] + timed_out_note(limit))
         if done is None:
             done = await _spawn(argv, cwd, env, stdin, limit_seconds=limit, stop=stop)
         exit_code, stdout, stderr = done
@@ -152,32 +150,14 @@ async def _spawn(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_drain_while_stopping, process.stdout, stdout_chunks)
                     tg.start_soon(_drain_while_stopping, process.stderr, stderr_chunks)
-                    await _stop_group(process, stop)
+                    await stop_group(process, stop)
             stderr_chunks.append(timed_out_note(limit_seconds).encode())
             return TIMEOUT_EXIT_CODE, _text(stdout_chunks), _text(stderr_chunks)
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop_group(process, stop)
+            await stop_group(process, stop)
         await process.aclose()
     return process.returncode or 0, _text(stdout_chunks), _text(stderr_chunks)
-
-
-async def _stop_group(process: Process, stop: signal.Signals) -> None:
-    """`stop` to the tool's process group, SIGKILL after a grace period; reap the tool.
-
-    Also after the tool exited by itself: anything it left running in its group goes too.
-    """
-    _signal_group(process.pid, stop)
-    if process.returncode is None:
-        with anyio.move_on_after(STOP_GRACE_SECONDS):
-            await process.wait()
-    _signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) -> None:
