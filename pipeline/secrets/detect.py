@@ -42,7 +42,16 @@ class Detected:
 
 
 def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> Iterator[Detected]:
-    """Every plaintext-secret finding in `files`, in order.
+    """Every plaintext-secret finding in `files`, in order (see `scan_by_file`)."""
+    by_file = scan_by_file(source, files, memo)
+    for relative in files:
+        yield from by_file[relative]
+
+
+def scan_by_file(
+    source: Path, files: Sequence[str], memo: StepCache | None = None
+) -> dict[str, list[Detected]]:
+    """The plaintext-secret findings of each of `files`.
 
     With a `memo`, a file's findings are remembered by its content and what detect-secrets
     reads of its name (the extension picks the parser; lock, baseline and swagger files are
@@ -72,8 +81,10 @@ def scan(source: Path, files: Sequence[str], memo: StepCache | None = None) -> I
     pending = [relative for relative in files if relative not in found]
     if pending:
         found.update(_scan_files(source, pending, keys, memo))
-    for relative in files:
-        yield from (Detected(relative, line, kind) for line, kind in found[relative])
+    return {
+        relative: [Detected(relative, line, kind) for line, kind in found[relative]]
+        for relative in files
+    }
 
 
 def _scan_files(

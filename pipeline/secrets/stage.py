@@ -31,6 +31,7 @@ from pipeline.secrets import steps
 from pipeline.secrets.scopes import KIND
 
 if TYPE_CHECKING:
+    from pipeline.secrets.detect import Detected
     from pipeline.step_cache import StepCache
 
 STAGE = "secrets"
@@ -118,7 +119,7 @@ class EarlyScan:
     """
 
     def __init__(self, run: Run, targets: Sequence[RenderTarget]) -> None:
-        self._found: dict[str, list[Any]] | None = None
+        self._found: dict[str, list[Detected]] | None = None
         self._error: Exception | None = None
         files = scan_files(run, targets)
         self._thread = threading.Thread(
@@ -128,13 +129,15 @@ class EarlyScan:
 
     def _scan(self, source: Path, files: Sequence[str], memo: StepCache | None) -> None:
         try:
-            self._found = _scan_by_file(source, files, memo)
+            from pipeline.secrets.detect import scan_by_file  # noqa: PLC0415 - detect-secrets
+
+            self._found = scan_by_file(source, files, memo)
         except ImportError:
             pass  # no secrets extra: the stage says so when it runs
         except Exception as exc:  # noqa: BLE001 - raised again where the stage awaits it
             self._error = exc
 
-    async def found(self, files: Sequence[str]) -> list[Any] | None:
+    async def found(self, files: Sequence[str]) -> list[Detected] | None:
         """The detections in `files`, in their order; None when the scan could not run."""
         await anyio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
         if self._error is not None:
@@ -142,17 +145,6 @@ class EarlyScan:
         if self._found is None or any(f not in self._found for f in files):
             return None
         return [detected for file in files for detected in self._found[file]]
-
-
-def _scan_by_file(
-    source: Path, files: Sequence[str], memo: StepCache | None
-) -> dict[str, list[Any]]:
-    from pipeline.secrets.detect import scan  # noqa: PLC0415 - needs detect-secrets
-
-    found: dict[str, list[Any]] = {file: [] for file in files}
-    for detected in scan(source, files, memo):
-        found[detected.file].append(detected)
-    return found
 
 
 def plan(
