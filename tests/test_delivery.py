@@ -218,6 +218,29 @@ def test_no_deploy_folder_and_no_delivery_block_means_no_stage(tmp_path: Path) -
     assert "delivery" not in {s["stage"] for s in run.summary()["stages"]}
 
 
+def test_a_deploy_folder_of_charts_without_a_delivery_block_is_skipped_not_passed(
+    tmp_path: Path,
+) -> None:
+    """Charts kept under deploy/helm/ are not Argo CD objects: nothing is delivery-checked,
+    and the report says so instead of a green "0 Application(s)"."""
+    source = tmp_path / "ok"
+    shutil.copytree(FIXTURE_REPOS / "ok", source)
+    shutil.move(source / "charts", source / "deploy" / "helm")
+    (source / "pipeline.yaml").write_text("discovery:\n  paths: [deploy/helm]\n", encoding="utf-8")
+    run = validated(source, tmp_path)
+    assert run.exit_code == 0
+    stage = next(s for s in run.summary()["stages"] if s["stage"] == "delivery")
+    assert stage["status"] == "skipped"
+    assert "no delivery: block" in stage["summary"]
+    assert "deploy/" in stage["summary"]
+    # A manifest there that cannot be read is still a failure, not a reason to skip.
+    (source / "deploy" / "broken.yaml").write_text("kind: [unclosed\n", encoding="utf-8")
+    broken = validated(source, tmp_path)
+    stage = next(s for s in broken.summary()["stages"] if s["stage"] == "delivery")
+    assert broken.exit_code == 1
+    assert stage["status"] == "failed"
+
+
 def canary_repo(tmp_path: Path) -> Path:
     """This repository's chart with a canary environment, delivered from deploy/."""
     source = tmp_path / "canary"

@@ -88,6 +88,17 @@ async def delivery_result(
     folder = deploy_path(run)
     findings: list[Finding] = list(_drift(run, folder))
     documents = list(_committed(run, folder, findings))
+    skipped_only = all(f.status is Status.SKIPPED for f in findings)  # not an invalid file
+    if run.config.delivery is None and not documents and skipped_only:
+        # A folder that happens to be called deploy/ (charts under deploy/helm/, say), with
+        # no delivery: block: nothing here is delivered with us. Said, never a green check.
+        message = (
+            f"skipped: no delivery: block in pipeline.yaml and no manifests in {folder}/ "
+            "(its top level) to check"
+        )
+        return Result(
+            CHECK, Status.SKIPPED, message, tuple(findings), duration=time.monotonic() - started
+        )
     apps = list(_applications(documents, findings))
     probes: dict[tuple[str, tuple[str, ...], str], _Probe] = {}
     targets = {(r.target.chart.name, r.target.environment): r.target for r in rendered}
