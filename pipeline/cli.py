@@ -374,7 +374,12 @@ def _print_results(results: Sequence[Result]) -> None:
         out(f"{result.stage:<12} {result.status.value:<8} {result.summary}")
         for finding in result.findings:
             if finding.status.failed:
-                out(f"  - {finding.location()}: {finding.message}")
+                # The location ends with the resource; a message that starts with it too
+                # (policies name what they judge) says it once.
+                message = finding.message
+                if finding.resource and message.startswith(f"{finding.resource}: "):
+                    message = message.removeprefix(f"{finding.resource}: ")
+                out(f"  - {finding.location()}: {message}")
 
 
 def _python_arguments(parser: argparse.ArgumentParser) -> None:

@@ -296,6 +296,10 @@ def test_policy_violation_names_resource_container_and_env(
     table = (run.out / "policy-results.txt").read_text()
     assert re.search(r"FAILED\s+web/dev\s+Deployment/web\s+web\s+", table)
     assert "web/prd" not in table
+    # The result line names the resource once: its location, then what is wrong with it.
+    (line,) = [entry for entry in run.stdout.splitlines() if "privileged" in entry]
+    assert line.count("Deployment/web") == 1, line
+    assert re.match(r"  - web/dev \S+:\d+ Deployment/web: ", line), line
 
 
 def test_missing_overlay_is_a_config_error(validated: Callable[[str], CliRun]) -> None:
