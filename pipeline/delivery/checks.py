@@ -26,7 +26,7 @@ import yaml
 from pipeline.delivery import argocd, gotemplate, imageupdater
 from pipeline.discovery import RenderTarget, plan_targets
 from pipeline.errors import ConfigError
-from pipeline.manifests import load_yaml, merged_values, parse_resources
+from pipeline.manifests import load_values_text, load_yaml, merged_values, parse_resources
 from pipeline.model import Arg, Finding, Result, Status, StepResult, src
 from pipeline.publish import image_tags
 from pipeline.run import Run, gather
@@ -614,7 +614,8 @@ def _values_documents(run: Run, files: Sequence[str]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for file in files:
         try:
-            loaded = load_yaml((run.source / file).read_text(encoding="utf-8"))
+            # Parsed once per run with validate's own reading of the same files (read-only).
+            loaded = load_values_text((run.source / file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             loaded = None  # the render stage reports a values file it cannot read
         documents.append(loaded if isinstance(loaded, dict) else {})
