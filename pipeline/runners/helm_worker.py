@@ -66,9 +66,13 @@ def serves(step: Step) -> bool:
     )
 
 
+def _switched_off() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in _OFF
+
+
 def find_worker(helm: Path) -> Path | None:
     """The worker installed beside this helm binary, unless switched off."""
-    if os.environ.get(DISABLE_ENV, "").strip().lower() in _OFF:
+    if _switched_off():
         return None
     worker = helm.parent / WORKER
     return worker if worker.is_file() and os.access(worker, os.X_OK) else None
@@ -80,7 +84,7 @@ def status() -> str:
     binary = find_binary(helm)
     if binary is None:
         return f"{WORKER}: not used (no helm)"
-    if os.environ.get(DISABLE_ENV, "").strip().lower() in _OFF:
+    if _switched_off():
         return f"{WORKER}: switched off ({DISABLE_ENV}); every helm step starts helm"
     worker = find_worker(binary)
     if worker is None:
