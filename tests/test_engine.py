@@ -263,6 +263,12 @@ def test_the_engine_shows_steps_by_the_names_the_cli_shows(
     engine: Engine, module: Path, tmp_path: Path
 ) -> None:
     repo = chart_repo(engine, tmp_path / "repo", "ok")
+    # A source the engine has never seen: a step it ran for an earlier test is served from its
+    # cache without running, and only what runs is shown by name.
+    values = repo / "charts" / "web" / "values.yaml"
+    values.write_text(
+        values.read_text(encoding="utf-8") + f"# run {uuid.uuid4()}\n", encoding="utf-8"
+    )
     done = engine.call(
         module, "render", "--env", "dev", "export", "--path", str(tmp_path / "out"), source=repo
     ).check()
