@@ -566,3 +566,90 @@ def test_the_scan_started_before_rendering_reports_what_a_scan_after_it_does(
     assert (early.status, early.summary) == (after.status, after.summary)
     flagged = {f.file for f in early.findings if f.status.failed}
     assert flagged == {"charts/web/values-dev.yaml"}  # not the chart that did not render
+
+
+# Lines an indirect reference filter must judge as detect-secrets does: references in both
+# bracket shapes and after every operator its regex knows, near misses, its length limit.
+INDIRECT_REFERENCE_LINES = (
+    "  password: vault.read(dbpass)",
+    "  token: lookup[apitoken]",
+    "secret = get_secret_key()",
+    "api_key = request.headers['apikey']",
+    "if key != os.environ['KEY']:",
+    "key := env[NAME]",
+    "a = b",
+    "name: web(1",
+    "name: (web)",
+    "image: nginx",
+    "  {{- toYaml .Values.resources | nindent 12 }}",
+    "x" * 995 + " = f(y)",
+    "x" * 1001 + " = f(y)",
+    "",
+)
+SCANNED_SUFFIXES = {".yaml", ".yml", ".tpl", ".json", ".txt"}
+
+
+def fixture_files() -> list[Path]:
+    return sorted(
+        p for p in (REPO_ROOT / "tests" / "fixtures").rglob("*") if p.suffix in SCANNED_SUFFIXES
+    )
+
+
+def test_our_indirect_reference_filter_gives_detect_secrets_own_verdicts() -> None:
+    from detect_secrets.filters import heuristic  # noqa: PLC0415 - the library itself
+
+    from pipeline.secrets import detect_filters  # noqa: PLC0415
+
+    lines = list(INDIRECT_REFERENCE_LINES)
+    for path in fixture_files():
+        lines.extend(path.read_text(encoding="utf-8", errors="replace").splitlines())
+
+    ours = [(line, detect_filters.is_indirect_reference(line)) for line in lines]
+
+    assert ours == [(line, heuristic.is_indirect_reference(line)) for line in lines]
+    assert sum(verdict for _, verdict in ours[:6]) == 6  # the references are references
+
+
+def test_a_scan_finds_what_detect_secrets_finds_with_its_own_filters(tmp_path: Path) -> None:
+    from detect_secrets.core.scan import scan_file  # noqa: PLC0415 - the library itself
+    from detect_secrets.settings import Settings, transient_settings  # noqa: PLC0415
+
+    from pipeline.secrets import detect, detect_filters  # noqa: PLC0415
+
+    source = tmp_path / "source"
+    shutil.copytree(REPO_ROOT / "tests" / "fixtures", source)
+    leaky = source / "charts" / "leaky" / "templates" / "secret.yaml"
+    leaky.parent.mkdir(parents=True)
+    # Not YAML (a template), so detect-secrets reads its lines as they are: line 4 is an
+    # indirect reference its filter drops, line 7 a plaintext password.
+    leaky.write_text(
+        "apiVersion: v1\nkind: Secret\nstringData:\n  password: vault.read(dbpass)\n"
+        "  token: lookup[apitoken]\n  other: {{ .Values.x | quote }}\n"
+        f"  apiKey: {PASSWORD}\n",
+        encoding="utf-8",
+    )
+    files = [
+        str(p.relative_to(source))
+        for p in sorted(source.rglob("*"))
+        if p.suffix in SCANNED_SUFFIXES
+    ]
+
+    ours = [(d.file, d.line, d.type) for d in detect.scan(source, files)]
+    with transient_settings({"plugins_used": detect.plugins_used()}):  # its default filters
+        theirs = [
+            (relative, line, kind)
+            for relative in files
+            for line, kind in detect._scan_one(source / relative, scan_file)
+        ]
+
+    assert ours == theirs
+    leaky_file = str(leaky.relative_to(source))
+    assert [(line, kind) for file, line, kind in ours if file == leaky_file] == [
+        (7, "Secret Keyword")
+    ]
+    # The scan uses ours in place of theirs, and every other default filter.
+    used = {f["path"] for f in detect.filters_used()}
+    stock = set(Settings().filters) - Settings.DEFAULT_FILTERS
+    assert used == stock - {detect_filters.STOCK_INDIRECT_REFERENCE} | {
+        detect_filters.INDIRECT_REFERENCE
+    }

@@ -90,21 +90,12 @@ def scan_by_file(
 def _scan_files(
     source: Path, files: Sequence[str], keys: Mapping[str, str], memo: StepCache | None
 ) -> dict[str, list[tuple[int, str]]]:
-    from detect_secrets.core.plugins.util import (  # noqa: PLC0415 - the secrets extra
-        get_mapping_from_secret_type_to_class,
-    )
-    from detect_secrets.core.scan import scan_file  # noqa: PLC0415
+    from detect_secrets.core.scan import scan_file  # noqa: PLC0415 - the secrets extra
     from detect_secrets.settings import transient_settings  # noqa: PLC0415
 
-    mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
-    plugins = [
-        {"name": plugin.__name__}
-        for secret_type, plugin in sorted(mapping.items())
-        if secret_type not in NOT_SECRETS
-    ]
     found: dict[str, list[tuple[int, str]]] = {}
     by_key: dict[str, list[tuple[int, str]]] = {}  # identical copies: scanned once
-    with transient_settings({"plugins_used": plugins}):
+    with transient_settings({"plugins_used": plugins_used(), "filters_used": filters_used()}):
         for relative in files:
             key = keys.get(relative)
             if key is not None and key in by_key:
@@ -115,6 +106,33 @@ def _scan_files(
                 by_key[key] = found[relative]
                 memo.remember(key, [[line, kind] for line, kind in found[relative]])
     return found
+
+
+def plugins_used() -> list[dict[str, str]]:
+    """Every detect-secrets plugin of this version but those in NOT_SECRETS, as its settings
+    name them."""
+    from detect_secrets.core.plugins.util import (  # noqa: PLC0415 - the secrets extra
+        get_mapping_from_secret_type_to_class,
+    )
+
+    mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
+    return [
+        {"name": plugin.__name__}
+        for secret_type, plugin in sorted(mapping.items())
+        if secret_type not in NOT_SECRETS
+    ]
+
+
+def filters_used() -> list[dict[str, str]]:
+    """detect-secrets' default filters, with `detect_filters`' faster equivalents in place of
+    the ones they stand in for (same verdicts: tests/test_secrets.py compares)."""
+    from detect_secrets.settings import Settings  # noqa: PLC0415
+
+    from pipeline.secrets import detect_filters  # noqa: PLC0415 - imports detect-secrets
+
+    stock = sorted(set(Settings().filters) - Settings.DEFAULT_FILTERS)
+    replaced = {detect_filters.STOCK_INDIRECT_REFERENCE: detect_filters.INDIRECT_REFERENCE}
+    return [{"path": replaced.get(path, path)} for path in stock]
 
 
 def _scan_one(path: Path, scan_file: Callable[[str], Iterable[Any]]) -> Iterator[tuple[int, str]]:
