@@ -258,15 +258,18 @@ async def _secrets(
 async def _parse_rendered(run: Run, rendered: Sequence[Rendered]) -> None:
     for item in rendered:
         try:
-            item.resources = await anyio.to_thread.run_sync(
-                parse_resources_remembered, item.text or "", run.memo
-            )
-            item.lines = await anyio.to_thread.run_sync(_template_lines, run.source, item)
+            await anyio.to_thread.run_sync(_parse_one, run, item)
         except yaml.YAMLError as exc:
             finding = Finding(
                 check="render", message=f"helm printed invalid YAML: {exc}", **item.where()
             )
             item.render.append(finding)
+
+
+def _parse_one(run: Run, item: Rendered) -> None:
+    """A rendered file's resources, then their templates' lines: one hand-off to a thread."""
+    item.resources = parse_resources_remembered(item.text or "", run.memo)
+    item.lines = _template_lines(run.source, item)
 
 
 def _render_job(

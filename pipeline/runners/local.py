@@ -43,6 +43,8 @@ class LocalRunner:
     # Resident helm processes for `helm template`/`helm lint` (runners/helm_worker.py);
     # None: every helm step starts helm. Same results either way, in a fifth of the time.
     helm_workers: helm_worker.HelmWorkers | None = None
+    # Each tool's binary, checked against its pin once per runner (one run), not per step.
+    _binaries: dict[str, Path] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def time_limit(self, step: Step) -> float:
         return step_limit(self.timeouts, step.tool, step.timeout)
@@ -71,12 +73,18 @@ class LocalRunner:
             return "".join(self._arg(part) for part in arg.parts)
         return str(self.resolve(arg)) if isinstance(arg, Ref) else arg
 
+    def binary(self, tool_name: str) -> Path:
+        """`require`d once per tool by this runner; a missing tool is looked for again."""
+        found = self._binaries.get(tool_name)
+        if found is None:
+            found = self._binaries[tool_name] = require(tool_name)
+        return found
+
     async def run(self, step: Step) -> StepResult:
-        binary = require(step.tool)
+        binary = self.binary(step.tool)
         if self.cache is None or not step.cacheable or step.secrets or step.stdin_secret:
             return await self._run(step, binary)
-        key = await anyio.to_thread.run_sync(self.cache.key, step, self.resolve, binary)
-        hit = await anyio.to_thread.run_sync(self.cache.load, key, step, self.out)
+        key, hit = self.cache.lookup(step, self.resolve, binary, self.out)  # see its note
         if hit is not None:
             return hit
         result = await self._run(step, binary)
