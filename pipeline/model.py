@@ -99,6 +99,16 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class ByFile:
+    """A step whose output is a verdict per input file, each independent of the others
+    (kubeconform, conftest test): a runner that remembers verdicts may run it over only the
+    files whose verdicts it does not know (pipeline.runners.by_file)."""
+
+    output: str  # how to split and join its stdout: a name in pipeline.stages.by_file.FORMATS
+    files: tuple[Ref, ...]  # those files, each among the step's args and inputs
+
+
+@dataclass(frozen=True)
 class Step:
     """One invocation of one pinned tool."""
 
@@ -126,6 +136,9 @@ class Step:
     # Its declared inputs are all it reads, and it reads nothing from the network: the local
     # runner may replay a passed result of the same inputs (pipeline.step_cache).
     cacheable: bool = False
+    # Its stdout is a verdict per file: the local runner checks only files it has no verdict
+    # for (each verdict remembered from a run that passed), and joins the rest in.
+    by_file: ByFile | None = None
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def test_a_changed_values_file_reruns_only_its_chart(tmp_path: Path) -> None:
     counts = steps(warm)
     assert counts["helm-lint"] == (4, 2)
     assert counts["render"] == (4, 2)
-    # kubeconform and conftest read every rendered file at once: a changed one reruns them.
+    # kubeconform and conftest ran again, over the one rendered file that changed.
     assert counts["kubeconform"] == (1, 0)
     assert counts["policy"] == (1, 0)
     assert "replicas: 3" in (out / "rendered" / "web" / "prd.yaml").read_text(encoding="utf-8")
@@ -223,3 +223,125 @@ def test_parsed_manifests_are_remembered_only_when_json_holds_them_exactly(
     monkeypatch.setattr(manifests, "parse_resources", not_again)
     with pytest.raises(AssertionError, match="parsed again"):
         manifests.parse_resources_remembered(switched, memo)
+
+
+def checked_files(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
+    """The rendered files on each kubeconform and conftest command line the runner starts
+    (the real tools run; this only reads their argv)."""
+    from pipeline.runners import local  # noqa: PLC0415
+
+    seen: dict[str, list[list[str]]] = {"kubeconform": [], "conftest": []}
+    spawn = local._spawn
+
+    async def recorded(argv: list[str], *args: Any, **kwargs: Any) -> tuple[int, str, str]:
+        tool = Path(argv[0]).name
+        if tool in seen:
+            files = [a for a in argv if "/rendered/" in a]
+            seen[tool].append(sorted("/".join(Path(f).parts[-2:]) for f in files))
+        return await spawn(argv, *args, **kwargs)
+
+    monkeypatch.setattr(local, "_spawn", recorded)
+    return seen
+
+
+def two_charts(name: str, tmp_path: Path) -> Path:
+    """The fixture `name` (chart web) and a passing chart `api`, copied from `ok`."""
+    source = fixture_repo(name, tmp_path)
+    passing = fixture_repo("ok", tmp_path / "spare") / "charts" / "web"
+    shutil.copytree(passing, source / "charts" / "api")
+    chart_yaml = source / "charts" / "api" / "Chart.yaml"
+    chart_yaml.write_text(
+        chart_yaml.read_text(encoding="utf-8").replace("name: web", "name: api"), encoding="utf-8"
+    )
+    return source
+
+
+@requires_tools(*RENDER)
+def test_kubeconform_and_conftest_check_only_the_rendered_files_whose_verdicts_are_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = two_charts("ok", tmp_path)
+    out = tmp_path / "out"
+    seen = checked_files(monkeypatch)
+    validate(source, out)
+    everything = ["api/dev.yaml", "api/prd.yaml", "web/dev.yaml", "web/prd.yaml"]
+    assert seen == {"kubeconform": [everything], "conftest": [everything]}
+
+    seen["kubeconform"].clear()
+    seen["conftest"].clear()
+    (source / "charts" / "api" / "values-prd.yaml").write_text("replicaCount: 5\n", "utf-8")
+    code, warm = validate(source, out)
+    assert seen == {"kubeconform": [["api/prd.yaml"]], "conftest": [["api/prd.yaml"]]}
+    assert code == 0
+    fresh_out = tmp_path / "fresh"
+    _, fresh = validate(source, fresh_out, "--no-cache")
+    assert verdicts(warm) == verdicts(fresh)
+    assert (out / "kubeconform.json").read_text(encoding="utf-8") == (
+        fresh_out / "kubeconform.json"
+    ).read_text(encoding="utf-8").replace(str(fresh_out), str(out))
+
+    # A chart gone: every verdict left is known, and neither tool starts.
+    seen["kubeconform"].clear()
+    seen["conftest"].clear()
+    shutil.rmtree(source / "charts" / "web")
+    code, fewer = validate(source, out)
+    assert code == 0
+    assert seen == {"kubeconform": [], "conftest": []}
+    _, fresh = validate(source, tmp_path / "fresh-fewer", "--no-cache")
+    assert verdicts(fewer) == verdicts(fresh)
+
+
+@requires_tools(*RENDER)
+def test_verdicts_are_remembered_only_from_a_run_that_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conftest fails on web (a policy violation): none of that run's verdicts is kept, so
+    after api changes conftest checks every file again; kubeconform passed, and checks one."""
+    source = two_charts("policy-violation", tmp_path)
+    out = tmp_path / "out"
+    seen = checked_files(monkeypatch)
+    code, _ = validate(source, out)
+    assert code == 1
+    seen["kubeconform"].clear()
+    seen["conftest"].clear()
+    (source / "charts" / "api" / "values-prd.yaml").write_text("replicaCount: 5\n", "utf-8")
+    code, warm = validate(source, out)
+    assert code == 1
+    assert seen["kubeconform"] == [["api/prd.yaml"]]
+    assert seen["conftest"] == [["api/dev.yaml", "api/prd.yaml", "web/dev.yaml", "web/prd.yaml"]]
+    _, fresh = validate(source, tmp_path / "fresh", "--no-cache")
+    assert verdicts(warm) == verdicts(fresh)
+    assert any(f["status"] == "failed" for s in warm["stages"] for f in s["findings"])
+
+
+@requires_tools(*RENDER)
+def test_a_changed_policy_data_file_is_never_answered_from_the_cache(tmp_path: Path) -> None:
+    """conftest reads `policy.data` files: they are inputs of its steps like the policies."""
+    source = fixture_repo("ok", tmp_path)
+    (source / "policy").mkdir()
+    (source / "policy" / "registry.rego").write_text(
+        "package main\n\nimport rego.v1\n\n"
+        "deny contains msg if {\n"
+        '  input.kind == "Deployment"\n'
+        "  some c in input.spec.template.spec.containers\n"
+        "  not startswith(c.image, data.registry.prefix)\n"
+        "  msg := sprintf(\"Deployment/%s: container '%s' image not from %s\","
+        " [input.metadata.name, c.name, data.registry.prefix])\n"
+        "}\n",
+        encoding="utf-8",
+    )
+    registry = source / "policy-data" / "registry.yaml"
+    registry.parent.mkdir()
+    registry.write_text("registry:\n  prefix: ghcr.io/acme/\n", encoding="utf-8")
+    (source / "pipeline.yaml").write_text(
+        "policy:\n  data: [policy-data/registry.yaml]\n", encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    code, _ = validate(source, out)
+    assert code == 0
+
+    registry.write_text("registry:\n  prefix: registry.example.com/\n", encoding="utf-8")
+    code, again = validate(source, out)
+    assert code == 1
+    problems = [f["message"] for s in again["stages"] for f in s["findings"]]
+    assert any("image not from registry.example.com/" in m for m in problems), problems

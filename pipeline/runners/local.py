@@ -19,6 +19,7 @@ from pipeline.limits import STOP_GRACE_SECONDS, TIMEOUT_EXIT_CODE, step_limit, t
 from pipeline.model import Arg, Joined, Ref, Root, SecretRef, Step, StepResult
 from pipeline.references import read_reference_text
 from pipeline.runners import helm_worker
+from pipeline.runners.by_file import run_by_file
 from pipeline.runners.process_group import stop_group
 from pipeline.step_cache import StepCache
 from pipeline.tools import PACKAGE_ROOT, UV_CACHE, get_tool, require
@@ -87,7 +88,17 @@ class LocalRunner:
         key, hit = self.cache.lookup(step, self.resolve, binary, self.out)  # see its note
         if hit is not None:
             return hit
-        result = await self._run(step, binary)
+        if step.by_file is None:
+            result = await self._run(step, binary)
+        else:
+            result = await run_by_file(
+                step,
+                step.by_file,
+                self.cache,
+                resolve=self.resolve,
+                binary=binary,
+                run=lambda part: self._run(part, binary),
+            )
         await anyio.to_thread.run_sync(self.cache.store, key, result, self.out)
         return result
 

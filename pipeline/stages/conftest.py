@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.model import Finding, Ref, Status, Step, src
+from pipeline.model import ByFile, Finding, Ref, Status, Step, src
 from pipeline.stages import tool_output
 
 # The shipped policies say "<Kind>/<name>: container '<c>' <problem>" or "<Kind>/<name>: <problem>".
@@ -34,8 +34,9 @@ def policy_test_step(
         name="conftest-test",
         tool="conftest",
         args=("test", *_common(policies, data), "--all-namespaces", "--output", "json", *files),
-        inputs=(*policies, *files),
+        inputs=(*policies, *(src(item) for item in data), *files),
         cacheable=True,
+        by_file=ByFile("conftest", tuple(files)),
     )
 
 
@@ -45,7 +46,7 @@ def verify_step(policy: str, data: Sequence[str] = ()) -> Step:
         name="conftest-verify",
         tool="conftest",
         args=("verify", *_common([src(policy)], data), "--output", "json"),
-        inputs=(src(policy),),
+        inputs=(src(policy), *(src(item) for item in data)),
         cacheable=True,
     )
 

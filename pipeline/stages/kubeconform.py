@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from pipeline.model import Arg, Finding, Ref, Status, Step
+from pipeline.model import Arg, ByFile, Finding, Ref, Status, Step
 from pipeline.stages import tool_output
 
 STATUS = {
@@ -39,6 +39,7 @@ def step(files: Sequence[Ref], kube_version: str, schema_locations: Sequence[Arg
         # Local schema bundles under OUT travel with the step into a container.
         inputs=(*files, *(loc for loc in schema_locations if isinstance(loc, Ref))),
         cacheable=True,
+        by_file=ByFile("kubeconform", tuple(files)),
     )
 
 
