@@ -154,6 +154,38 @@ def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
     return found
 
 
+# `.Files`, `$.Files`, `index . "Files"`; not readOnlyRootFilesystem or valueFiles.
+_NAMES_FILES = re.compile(rb"\bFiles\b")
+
+
+def overlays_helm_cannot_read(source: Path, target: RenderTarget) -> tuple[str, ...]:
+    """The chart's in-chart overlays of other environments (chart-relative names) that helm
+    cannot read while it renders or lints `target`: it loads them only into `.Files`, so
+    unless a file of the chart, or a values file of `target` (through `tpl`), names `Files`,
+    their content cannot change what it prints. () when any does, or cannot be read."""
+    chart_dir = source / target.chart.path
+    mine = set(target.values)
+    others = sorted(
+        name
+        for name in in_chart_overlays(chart_dir).values()
+        if target.chart.file(name) not in mine
+    )
+    if not others:
+        return ()
+    readable = [source / values for values in target.values]
+    for folder, dirs, files in os.walk(chart_dir):
+        if any(Path(folder, name).is_symlink() for name in dirs):
+            return ()  # helm follows it; so would this, into places not worth judging
+        readable += [Path(folder, name) for name in files]
+    for path in readable:
+        try:
+            if _NAMES_FILES.search(path.read_bytes()):
+                return ()
+        except OSError:
+            return ()
+    return tuple(others)
+
+
 def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[str, ...]]:
     """Environment name -> values files (relative to source), base first."""
     chart_dir = config.source / chart.path

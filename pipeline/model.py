@@ -139,6 +139,10 @@ class Step:
     # Its stdout is a verdict per file: the local runner checks only files it has no verdict
     # for (each verdict remembered from a run that passed), and joins the rest in.
     by_file: ByFile | None = None
+    # Files inside its input folders that cannot change its result (another environment's
+    # values overlay, which helm only exposes through .Files that no template reads): the
+    # step cache leaves them out of its key, so editing one does not rerun this step.
+    cache_ignores: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)

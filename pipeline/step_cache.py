@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class StepCache:
 
     def key(self, step: Step, resolve: Callable[[Ref], Path], binary: Path) -> str:
         stat = binary.stat()
+        ignored = {str(resolve(ref)) for ref in step.cache_ignores}
         described = {
             "format": FORMAT,
             "tool": step.tool,
@@ -66,19 +67,25 @@ class StepCache:
             "stdin": step.stdin,
             "workdir": str(resolve(step.workdir)),
             "outputs": list(step.outputs),
-            "inputs": [[str(resolve(ref)), self._digest(resolve(ref))] for ref in step.inputs],
+            "inputs": [
+                [str(resolve(ref)), self._digest(resolve(ref), ignored)] for ref in step.inputs
+            ],
+            "ignored": sorted(ignored),
         }
         text = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _digest(self, path: Path) -> str:
-        """sha256 of a file, of a directory's files (names and contents), or "absent"."""
+    def _digest(self, path: Path, ignored: Collection[str] = ()) -> str:
+        """sha256 of a file, of a directory's files (names and contents) but the `ignored`
+        paths, or "absent"."""
         if path.is_file():
             return self.file_digest(path)
         if not path.is_dir():
             return "absent"
         digest = hashlib.sha256()
         for relative, file in _files(path):
+            if str(file) in ignored:
+                continue
             digest.update(relative.encode() + b"\0")
             digest.update(self.file_digest(file).encode() + b"\n")
         return digest.hexdigest()

@@ -28,7 +28,12 @@ from pipeline.changes import Selection, changed_since, select
 from pipeline.chart_dependencies import ChartDependencies
 from pipeline.config import Waiver
 from pipeline.delivery import checks as delivery_checks
-from pipeline.discovery import SKIPPED_DIRS, RenderTarget, plan_targets
+from pipeline.discovery import (
+    SKIPPED_DIRS,
+    RenderTarget,
+    overlays_helm_cannot_read,
+    plan_targets,
+)
 from pipeline.errors import ConfigError, PipelineError, SetupError
 from pipeline.manifests import (
     Resource,
@@ -290,9 +295,10 @@ def _render_job(
             result.render.append(problem)
             return result
         kube = run.config.kubernetes_version
-        steps = [lambda: run.runner.run(helm.template_step(target, kube, chart.chart))]
+        unread = overlays_helm_cannot_read(run.source, target) if run.memo is not None else ()
+        steps = [lambda: run.runner.run(helm.template_step(target, kube, chart.chart, unread))]
         if lint:
-            steps.append(lambda: run.runner.run(helm.lint_step(target, kube, chart.chart)))
+            steps.append(lambda: run.runner.run(helm.lint_step(target, kube, chart.chart, unread)))
         done = await gather(steps, len(steps))
         template = done[0]
         result.steps.extend(done)

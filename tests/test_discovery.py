@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import CONFIG_FILE, load_config
-from pipeline.discovery import BASE_ENVIRONMENT, chart_environments, plan_targets
+from pipeline.discovery import (
+    BASE_ENVIRONMENT,
+    chart_environments,
+    overlays_helm_cannot_read,
+    plan_targets,
+)
 from pipeline.errors import ConfigError
 
 CHART_YAML = "apiVersion: v2\nname: {name}\nversion: 0.1.0\n"
@@ -225,3 +230,39 @@ def test_chart_environments_of_one_chart(tmp_path: Path) -> None:
     assert chart_environments(config, chart) == {
         "dev": ("charts/web/values.yaml", "charts/web/dev-values.yaml")
     }
+
+
+def unread(source: Path) -> dict[str, tuple[str, ...]]:
+    return {t.key: overlays_helm_cannot_read(source, t) for t in plan_targets(load_config(source))}
+
+
+def test_other_environments_overlays_are_unread_unless_something_names_files(
+    tmp_path: Path,
+) -> None:
+    chart = make_chart(tmp_path, "web", "values-dev.yaml", "values-prd.yaml")
+    (chart / "templates" / "deploy.yaml").write_text(
+        "# securityContext: {readOnlyRootFilesystem: true}, valueFiles\n", encoding="utf-8"
+    )
+    assert unread(tmp_path) == {"web/dev": ("values-prd.yaml",), "web/prd": ("values-dev.yaml",)}
+
+    # A template that reads the chart's files could print any overlay.
+    (chart / "templates" / "files.yaml").write_text('{{ $.Files.Get "x" }}\n', "utf-8")
+    assert unread(tmp_path) == {"web/dev": (), "web/prd": ()}
+
+    # So could a values file of the target itself, through tpl: only its environment.
+    (chart / "templates" / "files.yaml").unlink()
+    write(tmp_path, "env/prd.yaml", 'note: "{{ .Files.Get \\"values-dev.yaml\\" }}"\n')
+    write(
+        tmp_path,
+        "pipeline.yaml",
+        "charts:\n  web:\n    path: charts/web\n"
+        "    environments:\n      prd:\n        values: [env/prd.yaml]\n",
+    )
+    assert unread(tmp_path) == {"web/dev": ("values-prd.yaml",), "web/prd": ()}
+
+
+def test_a_linked_folder_in_the_chart_leaves_every_overlay_read(tmp_path: Path) -> None:
+    chart = make_chart(tmp_path, "web", "values-dev.yaml", "values-prd.yaml")
+    (tmp_path / "elsewhere").mkdir()
+    (chart / "templates" / "more").symlink_to(tmp_path / "elsewhere")
+    assert unread(tmp_path) == {"web/dev": (), "web/prd": ()}

@@ -79,16 +79,17 @@ def test_a_changed_values_file_reruns_only_its_chart(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     validate(source, out)
-    # Every file of a chart's folder is an input of its steps (templates may read any of
-    # them through .Files): a values file there reruns that chart, both environments.
+    # Every file of a chart's folder is an input of its steps, but another environment's
+    # overlay, which helm only exposes through .Files and no template here reads: prd's
+    # values file reruns web/prd alone.
     (source / "charts" / "web" / "values-prd.yaml").write_text(
         "replicaCount: 3\n", encoding="utf-8"
     )
     code, warm = validate(source, out)
     assert code == 0
     counts = steps(warm)
-    assert counts["helm-lint"] == (4, 2)
-    assert counts["render"] == (4, 2)
+    assert counts["helm-lint"] == (4, 3)
+    assert counts["render"] == (4, 3)
     # kubeconform and conftest ran again, over the one rendered file that changed.
     assert counts["kubeconform"] == (1, 0)
     assert counts["policy"] == (1, 0)
@@ -345,3 +346,30 @@ def test_a_changed_policy_data_file_is_never_answered_from_the_cache(tmp_path: P
     assert code == 1
     problems = [f["message"] for s in again["stages"] for f in s["findings"]]
     assert any("image not from registry.example.com/" in m for m in problems), problems
+
+
+@requires_tools(*RENDER)
+def test_a_chart_that_reads_files_reruns_every_environment_when_an_overlay_changes(
+    tmp_path: Path,
+) -> None:
+    """A template that reads prd's overlay through .Files renders it into dev too: dev's
+    steps must not be answered from the cache when that file changes."""
+    source = fixture_repo("ok", tmp_path)
+    chart = source / "charts" / "web"
+    (chart / "templates" / "overlay.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: overlay\n"
+        "  labels:\n    app.kubernetes.io/name: web\n"
+        '    app.kubernetes.io/instance: "{{ .Release.Name }}"\n'
+        '    app.kubernetes.io/version: "1.0.0"\n'
+        "    app.kubernetes.io/managed-by: Helm\n"
+        'data:\n  prd: {{ .Files.Get "values-prd.yaml" | quote }}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    code, cold = validate(source, out)
+    assert code == 0, verdicts(cold)
+    (chart / "values-prd.yaml").write_text("replicaCount: 7\n", encoding="utf-8")
+    code, warm = validate(source, out)
+    assert code == 0
+    assert steps(warm)["render"] == (2, 0)
+    assert "replicaCount: 7" in (out / "rendered" / "web" / "dev.yaml").read_text("utf-8")

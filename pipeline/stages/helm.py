@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import yaml
@@ -32,8 +33,18 @@ def _values_args(target: RenderTarget) -> tuple[Arg, ...]:
     return tuple(args)
 
 
-def lint_step(target: RenderTarget, kube_version: str, chart: Ref | None = None) -> Step:
-    """`chart` is where helm reads the chart: the source's, or a copy with built dependencies."""
+def _unread(chart: Ref, names: Sequence[str]) -> tuple[Ref, ...]:
+    return tuple(Ref(chart.root, PurePosixPath(chart.path, name).as_posix()) for name in names)
+
+
+def lint_step(
+    target: RenderTarget,
+    kube_version: str,
+    chart: Ref | None = None,
+    unread: Sequence[str] = (),
+) -> Step:
+    """`chart` is where helm reads the chart: the source's, or a copy with built dependencies;
+    `unread`, files in it helm cannot read for this target (discovery.overlays_helm_cannot_read)."""
     chart = chart or src(target.chart.path)
     return Step(
         name=f"helm-lint:{target.key}",
@@ -50,10 +61,16 @@ def lint_step(target: RenderTarget, kube_version: str, chart: Ref | None = None)
         ),
         inputs=(chart, *(src(v) for v in target.values)),
         cacheable=True,
+        cache_ignores=_unread(chart, unread),
     )
 
 
-def template_step(target: RenderTarget, kube_version: str, chart: Ref | None = None) -> Step:
+def template_step(
+    target: RenderTarget,
+    kube_version: str,
+    chart: Ref | None = None,
+    unread: Sequence[str] = (),
+) -> Step:
     chart = chart or src(target.chart.path)
     api_versions: list[str] = []
     for api in target.chart.api_versions:
@@ -76,6 +93,7 @@ def template_step(target: RenderTarget, kube_version: str, chart: Ref | None = N
         ),
         inputs=(chart, *(src(v) for v in target.values)),
         cacheable=True,
+        cache_ignores=_unread(chart, unread),
     )
 
 
