@@ -66,6 +66,8 @@ class ChartDependencies:
     run: Run
     _locks: dict[str, anyio.Lock] = field(default_factory=dict)
     _prepared: dict[str, ChartToRender] = field(default_factory=dict)
+    # Whether each chart folder names `.Files` (discovery.overlays_helm_cannot_read), read once.
+    names_files: dict[Path, bool] = field(default_factory=dict)
 
     async def for_target(self, target: RenderTarget) -> ChartToRender:
         name = target.chart.name

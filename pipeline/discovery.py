@@ -158,11 +158,16 @@ def in_chart_overlays(chart_dir: Path) -> dict[str, str]:
 _NAMES_FILES = re.compile(rb"\bFiles\b")
 
 
-def overlays_helm_cannot_read(source: Path, target: RenderTarget) -> tuple[str, ...]:
+def overlays_helm_cannot_read(
+    source: Path, target: RenderTarget, seen: dict[Path, bool] | None = None
+) -> tuple[str, ...]:
     """The chart's in-chart overlays of other environments (chart-relative names) that helm
     cannot read while it renders or lints `target`: it loads them only into `.Files`, so
     unless a file of the chart, or a values file of `target` (through `tpl`), names `Files`,
-    their content cannot change what it prints. () when any does, or cannot be read."""
+    their content cannot change what it prints. () when any does, or cannot be read.
+
+    `seen` keeps each chart folder's verdict for the other environments of one run.
+    """
     chart_dir = source / target.chart.path
     mine = set(target.values)
     others = sorted(
@@ -172,18 +177,36 @@ def overlays_helm_cannot_read(source: Path, target: RenderTarget) -> tuple[str, 
     )
     if not others:
         return ()
-    readable = [source / values for values in target.values]
-    for folder, dirs, files in os.walk(chart_dir):
+    seen = {} if seen is None else seen
+    if chart_dir not in seen:
+        seen[chart_dir] = _names_files(_chart_files(chart_dir))
+    if seen[chart_dir] or _names_files([source / values for values in target.values]):
+        return ()
+    return tuple(others)
+
+
+def _chart_files(chart_dir: Path) -> list[Path] | None:
+    """Every file in the chart folder; None when a linked folder is in it (helm follows it;
+    so would this, into places not worth judging)."""
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(chart_dir):
         if any(Path(folder, name).is_symlink() for name in dirs):
-            return ()  # helm follows it; so would this, into places not worth judging
-        readable += [Path(folder, name) for name in files]
-    for path in readable:
+            return None
+        files += [Path(folder, name) for name in names]
+    return files
+
+
+def _names_files(paths: list[Path] | None) -> bool:
+    """Whether any of `paths` names `Files` (or cannot be read, or is not known)."""
+    if paths is None:
+        return True
+    for path in paths:
         try:
             if _NAMES_FILES.search(path.read_bytes()):
-                return ()
+                return True
         except OSError:
-            return ()
-    return tuple(others)
+            return True
+    return False
 
 
 def chart_environments(config: Config, chart: ChartConfig) -> dict[str, tuple[str, ...]]:

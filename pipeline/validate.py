@@ -261,20 +261,23 @@ async def _secrets(
 
 
 async def _parse_rendered(run: Run, rendered: Sequence[Rendered]) -> None:
+    # One hand-off to a thread for them all: each costs more than reading back a remembered
+    # parse, and the files are parsed one after another either way.
+    await anyio.to_thread.run_sync(_parse_all, run, rendered)
+
+
+def _parse_all(run: Run, rendered: Sequence[Rendered]) -> None:
+    """Each rendered file's resources, then their templates' lines."""
     for item in rendered:
         try:
-            await anyio.to_thread.run_sync(_parse_one, run, item)
+            item.resources = parse_resources_remembered(item.text or "", run.memo)
         except yaml.YAMLError as exc:
             finding = Finding(
                 check="render", message=f"helm printed invalid YAML: {exc}", **item.where()
             )
             item.render.append(finding)
-
-
-def _parse_one(run: Run, item: Rendered) -> None:
-    """A rendered file's resources, then their templates' lines: one hand-off to a thread."""
-    item.resources = parse_resources_remembered(item.text or "", run.memo)
-    item.lines = _template_lines(run.source, item)
+            continue
+        item.lines = _template_lines(run.source, item)
 
 
 def _render_job(
@@ -295,7 +298,11 @@ def _render_job(
             result.render.append(problem)
             return result
         kube = run.config.kubernetes_version
-        unread = overlays_helm_cannot_read(run.source, target) if run.memo is not None else ()
+        unread = (
+            overlays_helm_cannot_read(run.source, target, dependencies.names_files)
+            if run.memo is not None
+            else ()
+        )
         steps = [lambda: run.runner.run(helm.template_step(target, kube, chart.chart, unread))]
         if lint:
             steps.append(lambda: run.runner.run(helm.lint_step(target, kube, chart.chart, unread)))
