@@ -25,7 +25,7 @@ import yaml
 
 from pipeline import policy, reports
 from pipeline.changes import Selection, changed_since, select
-from pipeline.chart_dependencies import ChartDependencies
+from pipeline.chart_dependencies import ChartDependencies, ChartToRender
 from pipeline.config import Waiver
 from pipeline.delivery import checks as delivery_checks
 from pipeline.discovery import (
@@ -79,6 +79,10 @@ class Rendered:
     steps: list[StepResult] = field(default_factory=list)
     # Per resource, the line of its template where it starts (see _template_lines).
     lines: list[int | None] = field(default_factory=list)
+    # helm lint of this target, run once every target has rendered (see _validate_targets).
+    pending_lint: Callable[[], Awaitable[None]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def template_file(self, resource: Resource) -> str | None:
         if resource.template is None:
@@ -228,14 +232,20 @@ async def _validate_targets(
         await _parse_rendered(run, ok)
         parsed.set()
 
-    later: list[Callable[[], Awaitable[Result | None]]] = [parse]
+    lints = [item.pending_lint for item in rendered if item.pending_lint is not None]
+
+    async def lint() -> None:
+        await gather(lints, run.concurrency)
+
+    later: list[Callable[[], Awaitable[Result | None]]] = [lint, parse]
     if "kubeconform" in checks:
         later.append(lambda: _kubeconform(run, ok, parsed))
     if "policy" in checks:
         later.append(lambda: _policy(run, ok, verify, parsed))
     if "secrets" in checks:
         later.append(lambda: _secrets(run, ok, parsed, early))
-    checked = [r for r in await gather(later, run.concurrency + 1) if r is not None]
+    # Each job bounds its own processes (lint's to the run's concurrency; the others run one).
+    checked = [r for r in await gather(later, len(later)) if r is not None]
     if "delivery" in checks and delivery_checks.applies(run):
         await parsed.wait()
         deploy_kinds = {"configmap"}  # argocd-notifications-cm, beside the CRD kinds
@@ -303,12 +313,8 @@ def _render_job(
             if run.memo is not None
             else ()
         )
-        steps = [lambda: run.runner.run(helm.template_step(target, kube, chart.chart, unread))]
-        if lint:
-            steps.append(lambda: run.runner.run(helm.lint_step(target, kube, chart.chart, unread)))
-        done = await gather(steps, len(steps))
-        template = done[0]
-        result.steps.extend(done)
+        template = await run.runner.run(helm.template_step(target, kube, chart.chart, unread))
+        result.steps.append(template)
         if template.ok:
             result.text = template.stdout  # parsed later, while kubeconform and conftest run
         elif (killed := _killed(template, "render", target)) is not None:
@@ -317,16 +323,24 @@ def _render_job(
             stderr = chart.source_paths(template.stderr, target)
             result.render.append(helm.template_error(target, stderr))
         if lint:
-            lint_step = done[1]
-            stdout = chart.source_paths(lint_step.stdout, target)
-            stderr = chart.source_paths(lint_step.stderr, target)
-            killed = _killed(lint_step, "helm-lint", target)
-            result.lint = [killed] if killed else helm.lint_findings(target, stdout + stderr)
-            if not lint_step.ok and not result.lint:
-                result.lint.append(helm.template_error(target, stderr or stdout))
+            # Nothing else waits for lint's findings: it runs beside kubeconform and conftest.
+            result.pending_lint = lambda: _lint(run, result, chart, unread)
         return result
 
     return job
+
+
+async def _lint(run: Run, result: Rendered, chart: ChartToRender, unread: Sequence[str]) -> None:
+    target = result.target
+    step = helm.lint_step(target, run.config.kubernetes_version, chart.chart, unread)
+    lint_step = await run.runner.run(step)
+    result.steps.append(lint_step)
+    stdout = chart.source_paths(lint_step.stdout, target)
+    stderr = chart.source_paths(lint_step.stderr, target)
+    killed = _killed(lint_step, "helm-lint", target)
+    result.lint = [killed] if killed else helm.lint_findings(target, stdout + stderr)
+    if not lint_step.ok and not result.lint:
+        result.lint.append(helm.template_error(target, stderr or stdout))
 
 
 # A resource's own `kind:` is at the start of a line; a nested one (roleRef, scaleTargetRef) is not.
