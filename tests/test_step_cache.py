@@ -373,3 +373,88 @@ def test_a_chart_that_reads_files_reruns_every_environment_when_an_overlay_chang
     assert code == 0
     assert steps(warm)["render"] == (2, 0)
     assert "replicaCount: 7" in (out / "rendered" / "web" / "dev.yaml").read_text("utf-8")
+
+
+def canonical(document: Any) -> Any:
+    """A tool's JSON with its lists of entries in one order: these tools print them in
+    whatever order their concurrent checks finish."""
+    if isinstance(document, list):
+        return sorted(json.dumps(entry, sort_keys=True) for entry in document)
+    return {**document, "resources": canonical(document["resources"])}
+
+
+@requires_tools("kubeconform", "conftest")
+def test_joined_output_is_what_one_run_over_the_same_files_prints(tmp_path: Path) -> None:
+    """split/join of each by-file format, against the real tools: the entries of two runs
+    over one file each, joined, are those of one run over both (order aside), with the
+    same summary; output of another shape is not split."""
+    import subprocess  # noqa: PLC0415
+
+    from pipeline.stages.by_file import FORMATS  # noqa: PLC0415
+    from pipeline.tools import require  # noqa: PLC0415
+
+    files = []
+    for name, replicas in (("a", 1), ("b", "two")):  # b is invalid for kubeconform
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: "
+            + name
+            + f"\nspec:\n  replicas: {replicas}\n",
+            encoding="utf-8",
+        )
+        files.append(str(path))
+    (tmp_path / "replicationcontroller.json").write_text(
+        json.dumps({"properties": {"spec": {"properties": {"replicas": {"type": "integer"}}}}}),
+        encoding="utf-8",
+    )
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "p.rego").write_text(
+        'package main\n\nimport rego.v1\n\nwarn contains "one" if input.kind == "x"\n', "utf-8"
+    )
+    argv = {
+        "kubeconform": [
+            str(require("kubeconform")),
+            "-summary",
+            "-verbose",
+            "-output",
+            "json",
+            "-schema-location",
+            str(tmp_path / "{{ .ResourceKind }}.json"),
+        ],
+        "conftest": [
+            str(require("conftest")),
+            "test",
+            "--policy",
+            str(policy),
+            "--rego-version",
+            "v1",
+            "--no-color",
+            "--all-namespaces",
+            "--output",
+            "json",
+        ],
+    }
+    outputs: dict[str, str] = {}
+    for tool, command in argv.items():
+        output = FORMATS[tool]
+
+        def run(paths: list[str], command: list[str] = command) -> str:
+            return subprocess.run(
+                [*command, *paths], capture_output=True, text=True, check=False, timeout=120
+            ).stdout
+
+        printed = run(files)
+        whole = output.split(printed, files)
+        parts = [output.split(run([file]), [file]) for file in files]
+        assert whole is not None, tool
+        assert all(part is not None for part in parts), tool
+        assert whole == {file: part[file] for part, file in zip(parts, files, strict=True) if part}
+        joined = json.loads(output.join([e for file in files for e in whole[file]]))
+        assert canonical(joined) == canonical(json.loads(printed)), tool
+        assert output.split("not json", files) is None
+        assert output.split(printed, files[:1]) is None  # an entry of a file not asked for
+        outputs[tool] = printed
+    # Both verdicts occurred, so the joined summary counted each kind.
+    assert "statusValid" in outputs["kubeconform"]
+    assert "statusInvalid" in outputs["kubeconform"]

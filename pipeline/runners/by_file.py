@@ -61,7 +61,7 @@ async def run_by_file(
     ran = output.split(result.stdout, [named[file] for file in unknown]) if unknown else {}
     if ran is None:
         return result  # not the shape it should have: reported as the tool printed it
-    if result.ok and not result.stderr:
+    if unknown and result.ok and not result.stderr:
         await anyio.to_thread.run_sync(_remember, cache, {keys[f]: ran[named[f]] for f in unknown})
     if not known:
         return result
