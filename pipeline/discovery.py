@@ -179,7 +179,8 @@ def overlays_helm_cannot_read(
         return ()
     seen = {} if seen is None else seen
     if chart_dir not in seen:
-        seen[chart_dir] = _names_files(_chart_files(chart_dir))
+        files = _chart_files(chart_dir)
+        seen[chart_dir] = files is None or _names_files(files)
     if seen[chart_dir] or _names_files([source / values for values in target.values]):
         return ()
     return tuple(others)
@@ -196,10 +197,8 @@ def _chart_files(chart_dir: Path) -> list[Path] | None:
     return files
 
 
-def _names_files(paths: list[Path] | None) -> bool:
-    """Whether any of `paths` names `Files` (or cannot be read, or is not known)."""
-    if paths is None:
-        return True
+def _names_files(paths: list[Path]) -> bool:
+    """Whether any of `paths` names `Files`, or cannot be read."""
     for path in paths:
         try:
             if _NAMES_FILES.search(path.read_bytes()):
