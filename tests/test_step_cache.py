@@ -71,12 +71,7 @@ def test_a_rerun_with_nothing_changed_replays_every_step_with_the_same_reports(
 
 @requires_tools(*RENDER)
 def test_a_changed_values_file_reruns_only_its_chart(tmp_path: Path) -> None:
-    source = fixture_repo("ok", tmp_path)
-    shutil.copytree(source / "charts" / "web", source / "charts" / "api")
-    chart_yaml = source / "charts" / "api" / "Chart.yaml"
-    chart_yaml.write_text(
-        chart_yaml.read_text(encoding="utf-8").replace("name: web", "name: api"), encoding="utf-8"
-    )
+    source = two_charts("ok", tmp_path)
     out = tmp_path / "out"
     validate(source, out)
     # Every file of a chart's folder is an input of its steps, but another environment's
